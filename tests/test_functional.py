@@ -1,0 +1,254 @@
+"""normlab.functional against torch.nn.functional: values, running statistics, gradients."""
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import normlab.functional as F
+from conftest import tol
+from strategies import nc_star, values_per_channel
+
+DTYPES = [torch.float64, torch.float32]
+
+
+def _make(shape, dtype, seed, shift=0.0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
+
+
+def _params(c_shape, dtype, seed, affine):
+    if not affine:
+        return None, None
+    g = torch.Generator().manual_seed(seed + 1)
+    w = (torch.randn(c_shape, generator=g, dtype=torch.float64) + 1).to(dtype)
+    b = torch.randn(c_shape, generator=g, dtype=torch.float64).to(dtype)
+    return w, b
+
+
+def _grads(fn, x, params):
+    """Value and gradients of sum(out * fixed random weights) w.r.t. x and the params."""
+    leaves = [x.clone().requires_grad_()] + [p.clone().requires_grad_() for p in params
+                                              if p is not None]
+    it = iter(leaves[1:])
+    ps = [next(it) if p is not None else None for p in params]
+    out = fn(leaves[0], *ps)
+    probe = torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view(out.shape)
+    grads = torch.autograd.grad((out * probe).sum(), leaves)
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=nc_star(), seed=st.integers(0, 10_000), affine=st.booleans(),
+       momentum=st.sampled_from([0.1, 0.5, 1.0, 0.0]))
+def test_batch_norm_training_matches_torch(dtype, shape, seed, affine, momentum):
+    assume(values_per_channel(shape) > 1)
+    x = _make(shape, dtype, seed)
+    c = shape[1]
+    w, b = _params((c,), dtype, seed, affine)
+    rm, rv = _make((c,), dtype, seed + 2), _make((c,), dtype, seed + 3).abs() + 0.5
+    rm_t, rv_t = rm.clone(), rv.clone()
+    ours, g_ours = _grads(lambda x, w, b: F.batch_norm(x, rm, rv, w, b, True, momentum), x,
+                          (w, b))
+    ref, g_ref = _grads(lambda x, w, b: TF.batch_norm(x, rm_t, rv_t, w, b, True, momentum), x,
+                        (w, b))
+    torch.testing.assert_close(ours, ref, **tol(dtype))
+    for a, r in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, r, **tol(dtype))
+    # running_mean: EMA of the batch mean; running_var: EMA of the *unbiased* batch variance.
+    # Each step of the update doubles rounding error; both sides are computed in dtype.
+    torch.testing.assert_close(rm, rm_t, **tol(dtype))
+    torch.testing.assert_close(rv, rv_t, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=nc_star(), seed=st.integers(0, 10_000), affine=st.booleans())
+def test_batch_norm_eval_matches_torch(dtype, shape, seed, affine):
+    x = _make(shape, dtype, seed)
+    c = shape[1]
+    w, b = _params((c,), dtype, seed, affine)
+    rm, rv = _make((c,), dtype, seed + 2), _make((c,), dtype, seed + 3).abs() + 0.1
+    rm0, rv0 = rm.clone(), rv.clone()
+    ours, g_ours = _grads(lambda x, w, b: F.batch_norm(x, rm, rv, w, b, False), x, (w, b))
+    ref, g_ref = _grads(lambda x, w, b: TF.batch_norm(x, rm, rv, w, b, False), x, (w, b))
+    torch.testing.assert_close(ours, ref, **tol(dtype))
+    for a, r in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, r, **tol(dtype))
+    assert torch.equal(rm, rm0) and torch.equal(rv, rv0), "eval mode must not touch stats"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=nc_star(min_spatial=1), seed=st.integers(0, 10_000), affine=st.booleans(),
+       track=st.booleans())
+def test_instance_norm_matches_torch(dtype, shape, seed, affine, track):
+    assume(values_per_channel(shape) // shape[0] > 1)
+    x = _make(shape, dtype, seed)
+    c = shape[1]
+    w, b = _params((c,), dtype, seed, affine)
+    rm = _make((c,), dtype, seed + 2) if track else None
+    rv = _make((c,), dtype, seed + 3).abs() + 0.5 if track else None
+    rm_t = rm.clone() if track else None
+    rv_t = rv.clone() if track else None
+    ours, g_ours = _grads(lambda x, w, b: F.instance_norm(x, rm, rv, w, b, True, 0.3), x,
+                          (w, b))
+    ref, g_ref = _grads(lambda x, w, b: TF.instance_norm(x, rm_t, rv_t, w, b, True, 0.3), x,
+                        (w, b))
+    torch.testing.assert_close(ours, ref, **tol(dtype))
+    for a, r in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, r, **tol(dtype))
+    if track:
+        torch.testing.assert_close(rm, rm_t, **tol(dtype))
+        torch.testing.assert_close(rv, rv_t, **tol(dtype))
+        # and with use_input_stats=False the running statistics are what normalizes
+        torch.testing.assert_close(F.instance_norm(x, rm, rv, w, b, False),
+                                   TF.instance_norm(x, rm, rv, w, b, False), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=nc_star(max_c=8), seed=st.integers(0, 10_000), affine=st.booleans(),
+       data=st.data())
+def test_group_norm_matches_torch(dtype, shape, seed, affine, data):
+    c = shape[1]
+    groups = data.draw(st.sampled_from([g for g in range(1, c + 1) if c % g == 0]))
+    assume(values_per_channel(shape) // shape[0] * c // groups > 1)
+    x = _make(shape, dtype, seed)
+    w, b = _params((c,), dtype, seed, affine)
+    ours, g_ours = _grads(lambda x, w, b: F.group_norm(x, groups, w, b), x, (w, b))
+    ref, g_ref = _grads(lambda x, w, b: TF.group_norm(x, groups, w, b), x, (w, b))
+    torch.testing.assert_close(ours, ref, **tol(dtype))
+    for a, r in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, r, **tol(dtype))
+
+
+@st.composite
+def layer_shapes(draw):
+    lead = tuple(draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 3))))
+    norm = tuple(draw(st.integers(1, 6)) for _ in range(draw(st.integers(1, 2))))
+    # a single normalized element is degenerate (output = bias, gradient 0 up to rounding
+    # amplified by 1/sqrt(eps)); the error tests cover it instead
+    assume(values_per_channel((1, 1) + norm) > 1)
+    return lead, norm
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shapes=layer_shapes(), seed=st.integers(0, 10_000), affine=st.booleans(),
+       with_bias=st.booleans())
+def test_layer_norm_matches_torch(dtype, shapes, seed, affine, with_bias):
+    lead, norm = shapes
+    x = _make(lead + norm, dtype, seed)
+    w, b = _params(norm, dtype, seed, affine)
+    if not with_bias:
+        b = None
+    ours, g_ours = _grads(lambda x, w, b: F.layer_norm(x, norm, w, b), x, (w, b))
+    ref, g_ref = _grads(lambda x, w, b: TF.layer_norm(x, norm, w, b), x, (w, b))
+    torch.testing.assert_close(ours, ref, **tol(dtype))
+    for a, r in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, r, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shapes=layer_shapes(), seed=st.integers(0, 10_000), affine=st.booleans(),
+       eps=st.sampled_from([None, 1e-6]))
+def test_rms_norm_matches_torch(dtype, shapes, seed, affine, eps):
+    lead, norm = shapes
+    x = _make(lead + norm, dtype, seed)
+    w, _ = _params(norm, dtype, seed, affine)
+    ours, g_ours = _grads(lambda x, w: F.rms_norm(x, norm, w, eps), x, (w,))
+    ref, g_ref = _grads(lambda x, w: TF.rms_norm(x, norm, w, eps), x, (w,))
+    torch.testing.assert_close(ours, ref, **tol(dtype))
+    for a, r in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, r, **tol(dtype))
+
+
+# ------------------------------------------------------------------- gradcheck (float64)
+def _leaf(shape, seed):
+    return _make(shape, torch.float64, seed).requires_grad_()
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 4, 5), (2, 3, 4, 3)])
+def test_gradcheck_batch_norm(shape):
+    c = shape[1]
+    x, w, b = _leaf(shape, 0), _leaf((c,), 1), _leaf((c,), 2)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), (x, w, b))
+    rm, rv = torch.randn(c, dtype=torch.float64), torch.rand(c, dtype=torch.float64) + 0.5
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: F.batch_norm(x, rm, rv, w, b, training=False), (x, w, b))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (3, 2, 3, 3)])
+def test_gradcheck_instance_norm(shape):
+    c = shape[1]
+    x, w, b = _leaf(shape, 0), _leaf((c,), 1), _leaf((c,), 2)
+    assert torch.autograd.gradcheck(lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+                                    (x, w, b))
+
+
+@pytest.mark.parametrize("shape,groups", [((2, 6, 4), 3), ((3, 4, 2, 3), 2), ((2, 4), 2),
+                                          ((2, 6, 3, 2), 1)])
+def test_gradcheck_group_norm(shape, groups):
+    c = shape[1]
+    x, w, b = _leaf(shape, 0), _leaf((c,), 1), _leaf((c,), 2)
+    assert torch.autograd.gradcheck(lambda x, w, b: F.group_norm(x, groups, w, b), (x, w, b))
+
+
+@pytest.mark.parametrize("lead,norm", [((3,), (5,)), ((2, 3), (4, 2))])
+def test_gradcheck_layer_and_rms_norm(lead, norm):
+    x, w, b = _leaf(lead + norm, 0), _leaf(norm, 1), _leaf(norm, 2)
+    assert torch.autograd.gradcheck(lambda x, w, b: F.layer_norm(x, norm, w, b), (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w: F.rms_norm(x, norm, w), (x, w))
+
+
+def test_gradcheck_without_affine():
+    x = _leaf((4, 3, 5), 0)
+    assert torch.autograd.gradcheck(lambda x: F.batch_norm(x, None, None, training=True), (x,))
+    assert torch.autograd.gradcheck(lambda x: F.group_norm(x, 3), (x,))
+    assert torch.autograd.gradcheck(lambda x: F.layer_norm(x, (3, 5)), (x,))
+
+
+def test_second_derivative_is_refused_not_wrong():
+    x = _leaf((4, 3), 0)
+    y = F.batch_norm(x, None, None, training=True)
+    (g,) = torch.autograd.grad((y ** 3).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
+
+
+# --------------------------------------------------------------------------- numerics
+def test_large_mean_float32_is_accurate():
+    """1e4 + N(0, 1) in float32: a one-pass E[x^2]-E[x]^2 would lose most digits here."""
+    x64 = _make((64, 8, 16), torch.float64, 0) + 1e4
+    x32 = x64.float()
+    ref = TF.batch_norm(x32.double(), None, None, training=True)  # exact float64 answer
+    for out in (F.batch_norm(x32, None, None, training=True), F.group_norm(x32, 4),
+                F.instance_norm(x32)):
+        assert out.dtype == torch.float32
+    torch.testing.assert_close(F.batch_norm(x32, None, None, training=True).double(), ref,
+                               atol=2e-3, rtol=0)
+    torch.testing.assert_close(F.group_norm(x32, 4).double(),
+                               TF.group_norm(x32.double(), 4), atol=2e-3, rtol=0)
+    # the error that remains is the float32 rounding of the *input* (ulp(1e4) ~ 1e-3), not
+    # of the statistics: the variance itself is estimated to ~1e-5 relative.
+    var32 = torch.var_mean(x32.double(), dim=(0, 2), correction=0)[0]
+    rm, rv = torch.zeros(8), torch.ones(8)
+    F.batch_norm(x32, rm, rv, training=True, momentum=1.0)
+    n = 64 * 16
+    torch.testing.assert_close(rv.double(), var32 * n / (n - 1), rtol=1e-4, atol=0)
+
+
+def test_constant_channel_gives_bias():
+    x = torch.randn(8, 3, 4)
+    x[:, 1] = 7.0  # zero variance
+    w, b = torch.tensor([2.0, 3.0, 4.0]), torch.tensor([0.5, -1.5, 2.0])
+    for out in (F.batch_norm(x, None, None, w, b, training=True), F.group_norm(x, 3, w, b),
+                F.instance_norm(x, weight=w, bias=b)):
+        assert torch.isfinite(out).all()
+        assert torch.equal(out[:, 1], torch.full_like(out[:, 1], -1.5))
+
+
+def test_half_precision_computes_in_float32():
+    x = (_make((16, 4, 8), torch.float64, 0) * 3 + 5).half()
+    out = F.batch_norm(x, None, None, training=True)
+    assert out.dtype == torch.float16
+    ref = TF.batch_norm(x.double(), None, None, training=True)
+    torch.testing.assert_close(out.double(), ref, atol=3e-3, rtol=0)

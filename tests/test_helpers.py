@@ -1,0 +1,77 @@
+"""normlab.data, normlab.training and normlab.plotting: the shared experiment helpers."""
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from normlab import data, plotting, training  # noqa: E402
+from normlab import nn as nlnn  # noqa: E402
+
+
+def test_mnist_ships_and_splits_reproducibly():
+    a, b = data.load_mnist(image_size=14, flatten=False), data.load_mnist(image_size=14,
+                                                                          flatten=False)
+    assert a.X_train.shape == (4000, 1, 14, 14) and a.X_test.shape == (1000, 1, 14, 14)
+    assert torch.equal(a.y_test, b.y_test)
+    assert a.X_train.dtype == torch.float32 and 0 <= a.X_train.min() and a.X_train.max() <= 1
+    assert torch.bincount(torch.cat([a.y_train, a.y_test])).tolist() == [500] * 10
+    assert data.load_mnist().X_train.shape == (4000, 784)
+    with pytest.raises(ValueError, match="image_size"):
+        data.load_mnist(image_size=10)
+
+
+def test_images_load_offline():
+    img = data.load_image("chelsea", size=32)
+    assert img.shape == (3, 32, 32) and 0 <= img.min() and img.max() <= 1
+    assert data.load_image("brick", size=16).shape == (3, 16, 16)  # grey -> 3 channels
+    with pytest.raises(ValueError, match="ship offline"):
+        data.load_image("eagle")
+
+
+@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm2d), ("gn", nlnn.GroupNorm),
+                                      ("ln", nlnn.GroupNorm), ("in", nlnn.GroupNorm),
+                                      (None, torch.nn.Identity)])
+def test_norm_layer_factory(kind, cls):
+    layer = training.norm_layer(kind, 12, spatial=True, groups=8)
+    assert isinstance(layer, cls)
+    if kind == "gn":
+        assert layer.num_groups == 6  # largest divisor of 12 not above 8
+    with pytest.raises(ValueError, match="unknown norm kind"):
+        training.norm_layer("xx", 4, spatial=True)
+
+
+def test_training_learns_and_is_deterministic():
+    d = data.load_mnist(image_size=7)
+    runs = []
+    for _ in range(2):
+        training.set_seed(0)
+        model = training.mlp((49, 32, 10), norm="bn")
+        runs.append(training.train(model, d, steps=150, lr=0.5, seed=0, eval_every=50))
+    assert runs[0].loss == runs[1].loss, "same seed must give the same run"
+    assert runs[0].eval_steps == [50, 100, 150]
+    assert runs[0].final_acc > 0.6, runs[0].final_acc
+    assert np.mean(runs[0].loss[-20:]) < np.mean(runs[0].loss[:20])
+
+
+def test_diverging_run_stops_and_is_recorded():
+    d = data.load_mnist(image_size=7)
+    training.set_seed(0)
+    hist = training.train(training.mlp((49, 16, 10), activation=torch.nn.Identity), d,
+                          steps=500, lr=1e4)
+    assert len(hist.loss) < 500 and not np.isfinite(hist.loss[-1])
+
+
+def test_cnn_shapes():
+    model = training.small_cnn("gn", channels=(8, 16))
+    assert model(torch.randn(2, 1, 14, 14)).shape == (2, 10)
+
+
+def test_plot_band_and_smooth():
+    np.testing.assert_allclose(plotting.smooth([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    plotting.plot_band(ax, [[1, 2, 3], [3, 4, 5]], label="x")
+    assert ax.get_legend_handles_labels()[1] == ["x"]
+    plt.close(fig)
