@@ -17,6 +17,24 @@ from . import nn as nlnn
 NormFactory = Callable[[int], nn.Module]
 
 
+def reproducible(seed: int = 0, threads: int = 1) -> None:
+    """Make a notebook's numbers repeatable: seed torch and NumPy and fix the thread count.
+
+    A parallel reduction splits its sum by thread, so the last digits of a result can change
+    with the number of cores; one thread makes stored outputs reproducible on any machine (the
+    course's models are small enough that it costs little). Also applies the course's figure
+    style.
+    """
+    import numpy as np
+
+    from .plotting import use_course_style
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    use_course_style()
+
+
 def set_seed(seed: int) -> torch.Generator:
     """Seed torch's global generator and return a fresh generator for batch order."""
     torch.manual_seed(seed)

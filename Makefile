@@ -1,0 +1,92 @@
+# Two commands do everything on a fresh machine:  make book   and   make test.
+# Both create .venv on first use and install the pinned dependencies into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Installed state is keyed on the lock file and pyproject: change either and the next
+# command reinstalls.
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+# The book's execution cache must be thrown away when the code it imports changes:
+# jupyter-cache only notices changes to the notebooks themselves.
+SRC_HASH = $(shell cat requirements.lock pyproject.toml $$(find src -name '*.py' | sort) | sha256sum | cut -c1-16)
+JB_FLAGS := -W -n --keep-going
+NBVAL    := --nbval --nbval-current-env --nbval-sanitize-with nbval-sanitize.cfg \
+            -p no:cacheprovider -n 2 --dist loadfile
+
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Prints how long a phase took: $(call timed,name,command)
+define timed
+	@start=$$(date +%s); echo "==> $(1)"; $(2) || exit $$?; \
+	echo "[time] $(1): $$(( $$(date +%s) - start )) s"
+endef
+
+.PHONY: help install book test test-lib test-notebooks test-book execute lab lock bench clean
+
+help:
+	@echo "make book     build the HTML book into _build/html (sets up .venv on first use)"
+	@echo "make test     library tests, strict nbval over chapters/, strict book build"
+	@echo "make execute  re-execute every chapter in place (regenerates stored outputs)"
+	@echo "make lab      JupyterLab in the course environment"
+	@echo "make bench    normlab vs torch.nn.functional speed table"
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(call timed,install,\
+	  { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
+	  $(BIN)/python -m pip install -q --upgrade pip && \
+	  $(BIN)/python -m pip install -q torch==2.13.0 && \
+	  $(BIN)/python -m pip install -q -r requirements.lock && \
+	  $(BIN)/python -m pip install -q --no-deps -e . && \
+	  rm -f $(VENV)/.installed-* && touch $@)
+
+book: install
+	$(call timed,book build (strict),\
+	  mkdir -p _build && \
+	  { [ "$$(cat _build/.src-hash 2>/dev/null)" = "$(SRC_HASH)" ] || rm -rf _build/.jupyter_cache; } && \
+	  $(BIN)/jupyter-book build . $(JB_FLAGS) && \
+	  echo "$(SRC_HASH)" > _build/.src-hash)
+	@test -f _build/html/index.html && echo "Book: $(abspath _build/html/index.html)"
+
+test-lib: install
+	$(call timed,pytest tests/,$(BIN)/python -m pytest -p no:cacheprovider -n 2 tests)
+
+test-notebooks: install
+	$(call timed,nbval chapters/ (strict),$(BIN)/python -m pytest $(NBVAL) chapters)
+
+test-book: book
+
+test: install
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory test-lib && \
+	$(MAKE) --no-print-directory test-notebooks && \
+	$(MAKE) --no-print-directory test-book || exit $$?; \
+	echo "[time] make test total: $$(( $$(date +%s) - start )) s"
+
+execute: install
+	$(call timed,execute chapters in place,\
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=300 --ExecutePreprocessor.kernel_name=python3 \
+	    chapters/*.ipynb)
+
+lab: install
+	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || \
+	  $(BIN)/python -m pip install -q jupyterlab==4.6.6
+	$(BIN)/jupyter lab chapters/
+
+bench: install
+	$(BIN)/python benchmarks/bench_norms.py
+
+lock: install
+	@{ echo "# Exact versions of everything the course installs (Python 3.11, CPU only)."; \
+	   echo "# Regenerate with 'make lock' after changing dependencies. torch is installed first, on its own."; \
+	   echo "torch==2.13.0"; \
+	   $(BIN)/python -m pip freeze --exclude-editable | grep -viE '^(torch==|normlab)'; } > requirements.lock
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis
