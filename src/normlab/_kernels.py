@@ -1,44 +1,46 @@
-r"""The two autograd kernels behind every normalizer in :mod:`normlab.functional`.
+r"""The one autograd kernel behind every normalizer in :mod:`normlab.functional`.
 
 Every normalizer in this package standardizes a tensor over some set of elements and then
 applies a per-channel affine map. Viewed as a tensor ``x`` of shape ``(N, C, S)`` (samples,
 channels, everything else flattened), only two patterns of "which elements share a statistic"
 occur:
 
-* :class:`BatchStatsNorm` -- one mean and variance per channel ``c``, over ``(n, s)``
+* ``groups=None`` -- one mean and variance per channel ``c``, over all ``(n, s)``
   (BatchNorm in training);
-* :class:`GroupStatsNorm` -- one mean and variance per sample ``n`` and group ``g`` of
-  ``C // G`` consecutive channels, over ``(c in g, s)``. InstanceNorm is ``G = C``, GroupNorm
-  is general ``G``, and LayerNorm is ``G = 1`` with the normalized dimensions laid out as the
-  ``C`` axis.
+* ``groups=G`` -- one mean and variance per sample ``n`` and group of ``C // G`` consecutive
+  channels, over ``(c in group, s)``. InstanceNorm is ``G = C``, GroupNorm is general ``G``,
+  and LayerNorm is ``G = 1`` with the normalized elements laid out along the ``C`` axis.
+
+Both patterns are computed the same way: first a sum over ``s`` for every ``(n, c)`` pair (a
+fast, contiguous reduction), then :func:`_pool` adds those partial sums up over the samples
+(batch norm) or over the channels of a group (group norm).
 
 For a set of :math:`M` elements sharing a statistic, the forward pass is
 
 .. math::
     \mu = \frac1M\sum_i x_i,\qquad \sigma^2 = \frac1M\sum_i (x_i-\mu)^2,\qquad
-    \hat x_i = \frac{x_i-\mu}{\sqrt{\sigma^2+\epsilon}},\qquad y_i = \gamma\,\hat x_i + \beta,
+    \hat x_i = \frac{x_i-\mu}{\sqrt{\sigma^2+\epsilon}},\qquad y_i = \gamma_c\,\hat x_i + \beta_c,
 
-and the backward pass, derived by hand (see the BatchNorm chapter), is
+and the backward pass, derived by hand in the BatchNorm chapter, is
 
 .. math::
     \frac{\partial L}{\partial x_i} = \frac{1}{\sqrt{\sigma^2+\epsilon}}
-    \Big( g_i - \frac1M\sum_j g_j - \hat x_i\,\frac1M\sum_j g_j \hat x_j \Big),
-    \qquad g_i = \gamma\,\frac{\partial L}{\partial y_i}.
+    \Big( g_i - \overline{g} - \hat x_i\,\overline{g\hat x} \Big),
+    \qquad g_i = \gamma_c\,\frac{\partial L}{\partial y_i},
 
-Why hand-written backward passes: letting autograd differentiate the elementary operations
-stores several full-size intermediates and runs about twice as many passes over memory. With
-the closed form, forward and backward each touch the data a small, fixed number of times,
-which keeps these readable kernels within a small factor of PyTorch's fused C++ ones
-(``benchmarks/bench_norms.py`` measures it).
+with bars denoting means over the same :math:`M` elements.
 
-Numerics: the statistics come from :func:`torch.var_mean`, a two-pass/Welford reduction,
-never from the one-pass :math:`E[x^2]-E[x]^2`, which cancels catastrophically in float32 when
-the mean is large compared with the spread. The output is formed from the centred values
-:math:`x-\mu` for the same reason. float16/bfloat16 inputs are computed in float32 and the
-result is cast back, as PyTorch's CPU kernels do.
+Why a hand-written backward pass: autograd through the elementary operations stores several
+full-size intermediates and makes about twice as many passes over memory. With the closed form
+the forward pass and the backward pass each allocate one full-size tensor (the output and the
+input gradient) and read the data a handful of times; on a CPU, fresh large allocations (page
+faults) cost about as much as a pass over the data, so they are counted as carefully as passes.
 
-Both functions are once-differentiable: asking for a second derivative raises an error rather
-than returning a wrong one.
+Numerics: the variance is computed from the *centred* values (two passes), never from the
+one-pass :math:`E[x^2]-E[x]^2`, which cancels catastrophically in float32 when the mean is large
+compared with the spread. float16/bfloat16 inputs are computed in float32 and the result is
+cast back. The kernel is once-differentiable: asking for a second derivative raises an error
+rather than returning a wrong one.
 """
 from __future__ import annotations
 
@@ -49,126 +51,97 @@ from torch.autograd.function import once_differentiable
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+def _pool(per_nc: Tensor, groups: int | None) -> Tensor:
+    """Add up per-``(n, c)`` partial sums over the elements that share a statistic.
 
-
-def _affine(xhat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
-    """``xhat * weight + bias`` with per-channel ``weight``/``bias`` on an ``(N, C, S)`` view."""
-    c = xhat.shape[1]
-    if weight is not None and bias is not None:
-        return torch.addcmul(bias.view(1, c, 1), xhat, weight.view(1, c, 1))
-    if weight is not None:
-        return xhat * weight.view(1, c, 1)
-    if bias is not None:
-        return xhat + bias.view(1, c, 1)
-    return xhat.clone()
-
-
-def _dtypes(weight: Tensor | None, bias: Tensor | None):
-    """The dtypes the parameter gradients must be returned in (those of the parameters)."""
-    return (weight.dtype if weight is not None else None,
-            bias.dtype if bias is not None else None)
-
-
-class BatchStatsNorm(torch.autograd.Function):
-    """Normalize ``x`` of shape ``(N, C, S)`` with one mean/variance per channel.
-
-    ``apply(x, weight, bias, eps) -> (y, mean, var)`` where ``y`` has the shape of ``x`` and
-    ``mean``/``var`` (shape ``(C,)``, biased variance, not differentiable) are the batch
-    statistics, returned so that the caller can update running estimates without recomputing
-    them.
+    ``per_nc`` has shape ``(N, C)``. Returns ``(1, C)`` for batch statistics
+    (``groups=None``: sum over samples) or ``(N, C)`` for group statistics (sum over the
+    channels of each group, repeated for every channel of the group).
     """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float):
-        out_dtype = x.dtype
-        x = x.to(_compute_dtype(x))
-        c = x.shape[1]
-        var, mean = torch.var_mean(x, dim=(0, 2), correction=0, keepdim=True)
-        invstd = torch.rsqrt(var + eps)
-        xhat = (x - mean).mul_(invstd)
-        w = weight.to(x.dtype) if weight is not None else None
-        b = bias.to(x.dtype) if bias is not None else None
-        y = _affine(xhat, w, b).to(out_dtype)
-        ctx.param_dtypes = _dtypes(weight, bias)
-        ctx.save_for_backward(xhat, invstd, w)
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean.view(c), var.view(c)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dy: Tensor, _dmean, _dvar):
-        xhat, invstd, weight = ctx.saved_tensors
-        in_dtype = dy.dtype
-        dy = dy.to(xhat.dtype)
-        n, c, s = xhat.shape
-        m = n * s
-        sum_dy = dy.sum(dim=(0, 2), keepdim=True)
-        sum_dy_xhat = (dy * xhat).sum(dim=(0, 2), keepdim=True)
-        dx = None
-        if ctx.needs_input_grad[0]:
-            # Within a channel gamma is constant, so g = gamma * dy folds into one scale:
-            # dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)),  k = gamma / sqrt(var + eps)
-            k = invstd if weight is None else invstd * weight.view(1, c, 1)
-            dx = torch.addcmul(-k * sum_dy / m, xhat, -k * sum_dy_xhat / m)
-            dx.addcmul_(dy, k)
-            dx = dx.to(in_dtype)
-        w_dtype, b_dtype = ctx.param_dtypes
-        dweight = sum_dy_xhat.view(c).to(w_dtype) if ctx.needs_input_grad[1] else None
-        dbias = sum_dy.view(c).to(b_dtype) if ctx.needs_input_grad[2] else None
-        return dx, dweight, dbias, None
+    if groups is None:
+        return per_nc.sum(dim=0, keepdim=True)
+    n, c = per_nc.shape
+    per_group = per_nc.view(n, groups, c // groups).sum(dim=2, keepdim=True)
+    return per_group.expand(n, groups, c // groups).reshape(n, c)
 
 
-class GroupStatsNorm(torch.autograd.Function):
-    """Normalize ``x`` of shape ``(N, C, S)`` with one mean/variance per sample and group.
+def _stats_out(stat: Tensor, groups: int | None) -> Tensor:
+    """The statistic as returned to callers: ``(C,)`` for batch, ``(N, G)`` for groups."""
+    stat = stat.squeeze(2)
+    if groups is None:
+        return stat.view(-1)
+    n, c = stat.shape
+    return stat.view(n, groups, c // groups)[:, :, 0].contiguous()
 
-    ``apply(x, weight, bias, num_groups, eps) -> (y, mean, var)``: the ``C`` channels are split
-    into ``num_groups`` groups of consecutive channels; ``mean``/``var`` have shape
-    ``(N, num_groups)`` (biased variance, not differentiable). ``weight``/``bias`` are
-    per channel, shape ``(C,)``.
+
+class StandardizeAffine(torch.autograd.Function):
+    """``apply(x, weight, bias, groups, eps) -> (y, mean, var)`` for ``x`` of shape ``(N, C, S)``.
+
+    ``groups=None`` shares statistics per channel across the batch; an integer ``groups``
+    shares them per sample and group of channels. ``weight``/``bias`` are ``(C,)`` or ``None``.
+    ``mean``/``var`` (biased, not differentiable) have shape ``(C,)`` or ``(N, groups)``; they
+    are returned so that callers can update running estimates without recomputing them.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None,
-                num_groups: int, eps: float):
+                groups: int | None, eps: float):
         out_dtype = x.dtype
-        x = x.to(_compute_dtype(x))
+        if x.dtype in _LOW_PRECISION:
+            x = x.float()
         n, c, s = x.shape
-        xg = x.reshape(n, num_groups, (c // num_groups) * s)
-        var, mean = torch.var_mean(xg, dim=2, correction=0, keepdim=True)
+        m = (n if groups is None else c // groups) * s  # elements per statistic
+        mean = (_pool(x.sum(dim=2), groups) / m).unsqueeze(2)
+        y = x - mean                                    # the only full-size allocation
+        # sum of squared deviations per (n, c): a fused norm, no squared temporary
+        sq = torch.linalg.vector_norm(y, dim=2).square_()
+        var = (_pool(sq, groups) / m).unsqueeze(2)
         invstd = torch.rsqrt(var + eps)
-        xhat = (xg - mean).mul_(invstd).view(n, c, s)
-        w = weight.to(x.dtype) if weight is not None else None
-        b = bias.to(x.dtype) if bias is not None else None
-        y = _affine(xhat, w, b).to(out_dtype)
-        ctx.num_groups = num_groups
-        ctx.param_dtypes = _dtypes(weight, bias)
-        ctx.save_for_backward(xhat, invstd, w)
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean.view(n, num_groups), var.view(n, num_groups)
+        # y = (x - mean) * (invstd * gamma) + beta, in place, one pass
+        scale = invstd if weight is None else invstd * weight.to(x.dtype).view(1, c, 1)
+        if bias is not None:
+            torch.addcmul(bias.to(x.dtype).view(1, c, 1), y, scale, out=y)
+        else:
+            y.mul_(scale)
+        ctx.groups, ctx.m = groups, m
+        ctx.param_dtypes = (weight.dtype if weight is not None else None,
+                            bias.dtype if bias is not None else None)
+        # Keep x (alive anyway as the caller's input), not xhat: recomputing xhat in backward
+        # costs one pass but saves a full-size allocation in forward.
+        ctx.save_for_backward(x, mean, invstd,
+                              weight.to(x.dtype) if weight is not None else None)
+        mean_out, var_out = _stats_out(mean, groups), _stats_out(var, groups)
+        ctx.mark_non_differentiable(mean_out, var_out)
+        return y.to(out_dtype), mean_out, var_out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor, _dmean, _dvar):
-        xhat, invstd, weight = ctx.saved_tensors
+        x, mean, invstd, weight = ctx.saved_tensors
+        groups, m = ctx.groups, ctx.m
         in_dtype = dy.dtype
-        dy = dy.to(xhat.dtype).reshape(xhat.shape)
-        n, c, s = xhat.shape
-        g = ctx.num_groups
-        m = (c // g) * s
+        dy = dy.to(x.dtype).reshape(x.shape)
+        n, c, s = x.shape
+        xc = torch.sub(x, mean)                     # centred input; becomes the dx buffer
+        sum_dy = dy.sum(dim=2)                      # (N, C)
+        # per-(n, c) dot products sum_s dy * xhat, as a batched matrix product (no temporary);
+        # invstd is constant over s, so it is applied to the (N, C) result, not to xc
+        sum_dy_xc = torch.bmm(dy.view(n * c, 1, s), xc.view(n * c, s, 1)).view(n, c, 1)
+        sum_dy_xhat = (sum_dy_xc * invstd).squeeze(2)
         dx = None
         if ctx.needs_input_grad[0]:
-            # gamma varies inside a group (one value per channel), so form g = gamma * dy first.
-            gy = dy if weight is None else dy * weight.view(1, c, 1)
-            gy_g = gy.reshape(n, g, m)
-            xhat_g = xhat.view(n, g, m)
-            mean_gy = gy_g.mean(dim=2, keepdim=True)
-            mean_gy_xhat = (gy_g * xhat_g).mean(dim=2, keepdim=True)
-            dx = torch.addcmul(-invstd * mean_gy, xhat_g, -invstd * mean_gy_xhat)
-            dx.addcmul_(gy_g, invstd)
-            dx = dx.view(n, c, s).to(in_dtype)
+            w = weight.view(1, c) if weight is not None else None
+            # g = gamma * dy; its mean and its mean against xhat, over each statistic's set
+            g_sum = sum_dy * w if w is not None else sum_dy
+            gx_sum = sum_dy_xhat * w if w is not None else sum_dy_xhat
+            mean_g = (_pool(g_sum, groups) / m).unsqueeze(2)
+            mean_gx = (_pool(gx_sum, groups) / m).unsqueeze(2)
+            k = invstd if w is None else invstd * w.unsqueeze(2)
+            # dx = invstd * (g - mean_g - xhat * mean_gx), xhat = xc * invstd, built in xc
+            dx = torch.addcmul(-invstd * mean_g, xc, -invstd * invstd * mean_gx, out=xc)
+            dx.addcmul_(dy, k)
+            dx = dx.to(in_dtype)
         w_dtype, b_dtype = ctx.param_dtypes
-        dweight = (dy * xhat).sum(dim=(0, 2)).to(w_dtype) if ctx.needs_input_grad[1] else None
-        dbias = dy.sum(dim=(0, 2)).to(b_dtype) if ctx.needs_input_grad[2] else None
+        dweight = sum_dy_xhat.sum(dim=0).to(w_dtype) if ctx.needs_input_grad[1] else None
+        dbias = sum_dy.sum(dim=0).to(b_dtype) if ctx.needs_input_grad[2] else None
         return dx, dweight, dbias, None, None

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from . import _checks
-from ._kernels import BatchStatsNorm, GroupStatsNorm
+from ._kernels import StandardizeAffine
 
 __all__ = ["batch_norm", "layer_norm", "instance_norm", "group_norm", "rms_norm"]
 
@@ -101,7 +101,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             f"evaluation mode, or a per-sample normalizer (LayerNorm/GroupNorm)"
         )
     n = input.shape[0]
-    y, mean, var = BatchStatsNorm.apply(input.reshape(n, c, -1), weight, bias, eps)
+    y, mean, var = StandardizeAffine.apply(input.reshape(n, c, -1), weight, bias, None, eps)
     if running_mean is not None:
         _update_running(running_mean, mean, momentum)
     if running_var is not None:
@@ -147,7 +147,7 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None,
             f"instance_norm needs more than 1 spatial element per channel, got input of shape "
             f"{tuple(input.shape)}: a single position normalizes to 0 and carries no information"
         )
-    y, mean, var = GroupStatsNorm.apply(input.reshape(n, c, -1), weight, bias, c, eps)
+    y, mean, var = StandardizeAffine.apply(input.reshape(n, c, -1), weight, bias, c, eps)
     if running_mean is not None:
         _update_running(running_mean, mean.mean(dim=0), momentum)
     if running_var is not None:
@@ -189,7 +189,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
             f"group_norm needs more than 1 value per group, got input of shape "
             f"{tuple(input.shape)} with num_groups={num_groups}"
         )
-    y, _, _ = GroupStatsNorm.apply(input.reshape(n, c, -1), weight, bias, num_groups, eps)
+    y, _, _ = StandardizeAffine.apply(input.reshape(n, c, -1), weight, bias, num_groups, eps)
     return y.view(input.shape)
 
 
@@ -222,7 +222,7 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int],
     rows = input.reshape(-1, d, 1)
     w = weight.reshape(d) if weight is not None else None
     b = bias.reshape(d) if bias is not None else None
-    y, _, _ = GroupStatsNorm.apply(rows, w, b, 1, eps)
+    y, _, _ = StandardizeAffine.apply(rows, w, b, 1, eps)
     return y.view(input.shape)
 
 
