@@ -75,3 +75,43 @@ def test_plot_band_and_smooth():
     plotting.plot_band(ax, [[1, 2, 3], [3, 4, 5]], label="x")
     assert ax.get_legend_handles_labels()[1] == ["x"]
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ probes
+from normlab import probes  # noqa: E402
+
+
+def test_noisy_affine_is_random_in_training_identity_in_eval():
+    layer = probes.NoisyAffine(4, shift=1.0, scale=(0.5, 2.0), seed=3)
+    x = torch.ones(5, 4)
+    a, b = layer(x), layer(x)
+    assert not torch.equal(a, b), "noise must change at every training step"
+    assert torch.equal(a[0], a[1]), "one shift/scale per unit, shared across the batch"
+    assert ((a >= -0.5) & (a <= 3.0)).all()  # 1 * [0.5, 2] + [-1, 1]
+    assert torch.equal(layer.eval()(x), x)
+    again = probes.NoisyAffine(4, shift=1.0, scale=(0.5, 2.0), seed=3)
+    assert torch.equal(again(x), a), "seeded: reproducible"
+    with pytest.raises(ValueError):
+        probes.NoisyAffine(4, scale=(2.0, 1.0))
+
+
+def test_probes_do_not_touch_the_model():
+    training.set_seed(0)
+    model = training.mlp((6, 5, 4, 3), norm="bn")
+    X, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    acts = probes.preactivations(model, X)
+    assert [a.shape for a in acts] == [(16, 5), (16, 4)]
+    ics = probes.gradient_ics(model, X, y, lr=0.1)
+    land = probes.landscape_probe(model, X, y, lr=0.1)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert len(ics) == 3 and ics[0] == (0.0, pytest.approx(1.0))  # first layer: no shift
+    assert ics[1][0] > 0 and -1 <= ics[1][1] <= 1
+    assert land["loss_min"] <= land["loss_max"] and land["beta"] > 0
+
+
+def test_distribution_drift():
+    a = torch.zeros(10, 3)
+    b = a + 2.0            # every unit's mean moves by 2, std unchanged
+    torch.testing.assert_close(probes.distribution_drift([a, b, b]), torch.tensor([2.0, 0.0]))

@@ -68,17 +68,22 @@ def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
 
 
 def mlp(sizes: Sequence[int], norm: str | None = None,
-        activation: Callable[[], nn.Module] = nn.Sigmoid) -> nn.Sequential:
-    """``Linear -> [norm] -> activation`` blocks, then a final ``Linear`` (the logits).
+        activation: Callable[[], nn.Module] = nn.Sigmoid,
+        after_norm: Callable[[int, int], nn.Module] | None = None) -> nn.Sequential:
+    """``Linear -> [norm] -> [after_norm] -> activation`` blocks, then a final ``Linear``.
 
     ``sizes = (784, 100, 100, 10)`` gives two hidden layers. The norm sits between the linear
-    map and the non-linearity, as in the BatchNorm paper.
+    map and the non-linearity, as in the BatchNorm paper. ``after_norm(width, layer_index)``,
+    if given, builds a module inserted after each norm (e.g. a noise injection).
     """
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least input and output widths, got {sizes}")
     layers: list[nn.Module] = []
-    for d_in, d_out in zip(sizes[:-2], sizes[1:-1]):
-        layers += [nn.Linear(d_in, d_out), norm_layer(norm, d_out, spatial=False), activation()]
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-2], sizes[1:-1])):
+        layers += [nn.Linear(d_in, d_out), norm_layer(norm, d_out, spatial=False)]
+        if after_norm is not None:
+            layers.append(after_norm(d_out, i))
+        layers.append(activation())
     layers.append(nn.Linear(sizes[-2], sizes[-1]))
     return nn.Sequential(*layers)
 
