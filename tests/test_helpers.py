@@ -115,3 +115,15 @@ def test_distribution_drift():
     a = torch.zeros(10, 3)
     b = a + 2.0            # every unit's mean moves by 2, std unchanged
     torch.testing.assert_close(probes.distribution_drift([a, b, b]), torch.tensor([2.0, 0.0]))
+
+
+def test_statistic_groups_found_by_perturbation():
+    import normlab.functional as F
+    bn = plotting.statistic_groups(lambda x: F.batch_norm(x, None, None, training=True),
+                                   (3, 4, 2))
+    assert len(np.unique(bn)) == 4 and (bn == bn[0, :, 0][None, :, None]).all()  # per channel
+    gn = plotting.statistic_groups(lambda x: F.group_norm(x, 2), (3, 4, 2))
+    assert len(np.unique(gn)) == 6  # per sample and group of 2 channels
+    assert gn[0, 0, 0] == gn[0, 1, 1] and gn[0, 0, 0] != gn[0, 2, 0] != gn[1, 2, 0]
+    ln = plotting.statistic_groups(lambda x: F.layer_norm(x, (4, 2)), (3, 4, 2))
+    assert len(np.unique(ln)) == 3

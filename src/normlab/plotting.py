@@ -41,3 +41,58 @@ def plot_band(ax, runs: Sequence[Sequence[float]], label: str, x=None, color=Non
     x = np.arange(1, arr.shape[1] + 1) if x is None else np.asarray(x)
     line, = ax.plot(x, arr.mean(0), label=label, color=color)
     ax.fill_between(x, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.2, lw=0)
+
+
+def statistic_groups(fn, shape: Sequence[int]) -> np.ndarray:
+    """Which elements of an input of ``shape`` share a normalization statistic under ``fn``.
+
+    Found by experiment rather than from a description: each element of a random float64
+    input is perturbed in turn, and every output element that changes is put in that
+    element's group. ``fn`` must be a normalization without learned parameters (e.g.
+    ``lambda x: normlab.functional.group_norm(x, 2)``). Returns integer labels of ``shape``;
+    equal labels share a mean and a variance.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
+    base = fn(x)
+    labels = -np.ones(tuple(shape), dtype=int)
+    next_label = 0
+    for idx in np.ndindex(*shape):
+        if labels[idx] >= 0:
+            continue
+        xp = x.clone()
+        xp[idx] += 1.0
+        changed = ((fn(xp) - base).abs() > 1e-12).numpy()
+        changed[idx] = True
+        labels[changed] = next_label
+        next_label += 1
+    return labels
+
+
+def plot_statistic_groups(ax, labels: np.ndarray, title: str = "") -> None:
+    """Draw an ``(N, C, S)`` label array: one block per sample (channels down, positions
+    across), each element coloured by the statistic it shares."""
+    n, c, s = labels.shape
+    # ten clearly different colours when they suffice; twenty otherwise
+    cmap = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
+    gap = 1
+    for i in range(n):
+        for j in range(c):
+            for k in range(s):
+                ax.add_patch(plt.Rectangle((i * (s + gap) + k, c - 1 - j), 1, 1,
+                                           facecolor=cmap(labels[i, j, k] % 20),
+                                           edgecolor="white", lw=0.8))
+        ax.text(i * (s + gap) + s / 2, c + 0.3, f"sample {i}", ha="center", fontsize=8)
+    ax.set_xlim(-0.2, n * (s + gap) - gap + 0.2)
+    ax.set_ylim(-0.2, c + 0.9)
+    ax.set_aspect("equal")
+    ax.set_yticks([c - 0.5 - j for j in range(c)], [f"ch {j}" for j in range(c)], fontsize=8)
+    ax.set_xticks([])
+    ax.grid(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.set_xlabel("positions (H·W) of each sample")
+    if title:
+        ax.set_title(title)
