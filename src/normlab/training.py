@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from . import nn as nlnn
+from .inference import freeze_batchnorm_stats
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -140,8 +141,8 @@ class History:
 
 def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60,
           seed: int = 0, momentum: float = 0.0, weight_decay: float = 0.0,
-          eval_every: int = 0, on_step: Callable[[int, nn.Module], None] | None = None
-          ) -> History:
+          eval_every: int = 0, on_step: Callable[[int, nn.Module], None] | None = None,
+          freeze_bn_stats: bool = False) -> History:
     """Train ``model`` on ``data`` (a :class:`normlab.data.Split`) with SGD and cross-entropy.
 
     Args:
@@ -152,6 +153,8 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60
         seed: fixes the batch order (initialize the model under :func:`set_seed` yourself).
         eval_every: test accuracy every this many steps (0: only at the end).
         on_step: called as ``on_step(step, model)`` after each update, for probes.
+        freeze_bn_stats: keep every BatchNorm layer in eval mode (running statistics used and
+            not updated; its affine parameters still learn), as when fine-tuning.
 
     A loss that becomes NaN or infinite stops the run early; the history records it, so a
     diverging configuration shows up as such in the plots.
@@ -164,10 +167,12 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60
     loss_fn = nn.CrossEntropyLoss()
     hist = History()
     X, y = data.X_train, data.y_train
-    model.train()
     step = 0
     while step < steps:
         for idx in minibatches(len(y), batch_size, gen):
+            model.train()  # (again after every evaluation, which switches to eval mode)
+            if freeze_bn_stats:
+                freeze_batchnorm_stats(model)
             loss = loss_fn(model(X[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
