@@ -75,17 +75,20 @@ def _stats_out(stat: Tensor, groups: int | None) -> Tensor:
 
 
 class StandardizeAffine(torch.autograd.Function):
-    """``apply(x, weight, bias, groups, eps) -> (y, mean, var)`` for ``x`` of shape ``(N, C, S)``.
+    """``apply(x, weight, bias, groups, eps, per_position=False) -> (y, mean, var)``.
 
-    ``groups=None`` shares statistics per channel across the batch; an integer ``groups``
-    shares them per sample and group of channels. ``weight``/``bias`` are ``(C,)`` or ``None``.
-    ``mean``/``var`` (biased, not differentiable) have shape ``(C,)`` or ``(N, groups)``; they
-    are returned so that callers can update running estimates without recomputing them.
+    ``x`` has shape ``(N, C, S)``. ``groups=None`` shares statistics per channel across the
+    batch; an integer ``groups`` shares them per sample and group of channels. ``weight`` and
+    ``bias`` are per channel, shape ``(C,)`` -- or, with ``per_position=True``, per position,
+    shape ``(S,)`` (layer norm's element-wise affine, laid out as ``(rows, 1, D)``); either may
+    be ``None``. ``mean``/``var`` (biased, not differentiable) have shape ``(C,)`` or
+    ``(N, groups)``; they are returned so that callers can update running estimates without
+    recomputing them.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None,
-                groups: int | None, eps: float):
+                groups: int | None, eps: float, per_position: bool = False):
         out_dtype = x.dtype
         if x.dtype in _LOW_PRECISION:
             x = x.float()
@@ -97,19 +100,28 @@ class StandardizeAffine(torch.autograd.Function):
         sq = torch.linalg.vector_norm(y, dim=2).square_()
         var = (_pool(sq, groups) / m).unsqueeze(2)
         invstd = torch.rsqrt(var + eps)
-        # y = (x - mean) * (invstd * gamma) + beta, in place, one pass
-        scale = invstd if weight is None else invstd * weight.to(x.dtype).view(1, c, 1)
-        if bias is not None:
-            torch.addcmul(bias.to(x.dtype).view(1, c, 1), y, scale, out=y)
+        shape = (1, 1, s) if per_position else (1, c, 1)
+        w = weight.to(x.dtype).view(shape) if weight is not None else None
+        b = bias.to(x.dtype).view(shape) if bias is not None else None
+        if per_position:
+            # the affine varies along s, so it cannot be folded into the per-row scale
+            y.mul_(invstd)
+            scale = w
         else:
+            # y = (x - mean) * (invstd * gamma) + beta: one pass
+            scale = invstd if w is None else invstd * w
+        if scale is not None and b is not None:
+            torch.addcmul(b, y, scale, out=y)
+        elif scale is not None:
             y.mul_(scale)
-        ctx.groups, ctx.m = groups, m
+        elif b is not None:
+            y.add_(b)
+        ctx.groups, ctx.m, ctx.per_position = groups, m, per_position
         ctx.param_dtypes = (weight.dtype if weight is not None else None,
                             bias.dtype if bias is not None else None)
         # Keep x (alive anyway as the caller's input), not xhat: recomputing xhat in backward
         # costs one pass but saves a full-size allocation in forward.
-        ctx.save_for_backward(x, mean, invstd,
-                              weight.to(x.dtype) if weight is not None else None)
+        ctx.save_for_backward(x, mean, invstd, w)
         mean_out, var_out = _stats_out(mean, groups), _stats_out(var, groups)
         ctx.mark_non_differentiable(mean_out, var_out)
         return y.to(out_dtype), mean_out, var_out
@@ -117,31 +129,44 @@ class StandardizeAffine(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor, _dmean, _dvar):
-        x, mean, invstd, weight = ctx.saved_tensors
+        x, mean, invstd, w = ctx.saved_tensors
         groups, m = ctx.groups, ctx.m
         in_dtype = dy.dtype
         dy = dy.to(x.dtype).reshape(x.shape)
         n, c, s = x.shape
         xc = torch.sub(x, mean)                     # centred input; becomes the dx buffer
-        sum_dy = dy.sum(dim=2)                      # (N, C)
-        # per-(n, c) dot products sum_s dy * xhat, as a batched matrix product (no temporary);
+        w_dtype, b_dtype = ctx.param_dtypes
+        dweight = dbias = None
+        if ctx.per_position:
+            # g = gamma * dy varies along s: materialize it
+            if ctx.needs_input_grad[1]:
+                dweight = (dy * xc).mul_(invstd).sum(dim=(0, 1)).to(w_dtype)
+            if ctx.needs_input_grad[2]:
+                dbias = dy.sum(dim=(0, 1)).to(b_dtype)
+            g = dy * w if w is not None else dy
+            k = invstd
+        else:
+            g, k = dy, (invstd if w is None else invstd * w)
+        sum_g = g.sum(dim=2)                        # (N, C)
+        # per-(n, c) dot products sum_s g * xhat, as a batched matrix product (no temporary);
         # invstd is constant over s, so it is applied to the (N, C) result, not to xc
-        sum_dy_xc = torch.bmm(dy.view(n * c, 1, s), xc.view(n * c, s, 1)).view(n, c, 1)
-        sum_dy_xhat = (sum_dy_xc * invstd).squeeze(2)
+        sum_g_xc = torch.bmm(g.reshape(n * c, 1, s), xc.view(n * c, s, 1)).view(n, c, 1)
+        sum_g_xhat = (sum_g_xc * invstd).squeeze(2)
+        if not ctx.per_position:
+            if ctx.needs_input_grad[1]:
+                dweight = sum_g_xhat.sum(dim=0).to(w_dtype)
+            if ctx.needs_input_grad[2]:
+                dbias = sum_g.sum(dim=0).to(b_dtype)
         dx = None
         if ctx.needs_input_grad[0]:
-            w = weight.view(1, c) if weight is not None else None
-            # g = gamma * dy; its mean and its mean against xhat, over each statistic's set
-            g_sum = sum_dy * w if w is not None else sum_dy
-            gx_sum = sum_dy_xhat * w if w is not None else sum_dy_xhat
-            mean_g = (_pool(g_sum, groups) / m).unsqueeze(2)
-            mean_gx = (_pool(gx_sum, groups) / m).unsqueeze(2)
-            k = invstd if w is None else invstd * w.unsqueeze(2)
-            # dx = invstd * (g - mean_g - xhat * mean_gx), xhat = xc * invstd, built in xc
+            # means of gamma * dy and of gamma * dy * xhat over each statistic's set; with a
+            # per-channel gamma it is constant within a channel and multiplies the sums
+            wc = w.view(1, c) if (w is not None and not ctx.per_position) else None
+            mean_g = (_pool(sum_g * wc if wc is not None else sum_g, groups) / m).unsqueeze(2)
+            mean_gx = (_pool(sum_g_xhat * wc if wc is not None else sum_g_xhat, groups)
+                       / m).unsqueeze(2)
+            # dx = invstd * (gamma*dy - mean_g - xhat * mean_gx), xhat = xc * invstd, in xc
             dx = torch.addcmul(-invstd * mean_g, xc, -invstd * invstd * mean_gx, out=xc)
-            dx.addcmul_(dy, k)
+            dx.addcmul_(g, k)
             dx = dx.to(in_dtype)
-        w_dtype, b_dtype = ctx.param_dtypes
-        dweight = sum_dy_xhat.sum(dim=0).to(w_dtype) if ctx.needs_input_grad[1] else None
-        dbias = sum_dy.sum(dim=0).to(b_dtype) if ctx.needs_input_grad[2] else None
-        return dx, dweight, dbias, None, None
+        return dx, dweight, dbias, None, None, None

@@ -217,12 +217,12 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int],
     d = 1
     for s in shape:
         d *= s
-    # Every leading index is a "sample"; lay the normalized elements out as D channels of one
-    # group, so the element-wise affine parameters are per-"channel" parameters.
-    rows = input.reshape(-1, d, 1)
+    # Every leading index is a "sample" with one channel whose D positions share one
+    # statistic; the affine parameters are per position (element-wise).
+    rows = input.reshape(-1, 1, d)
     w = weight.reshape(d) if weight is not None else None
     b = bias.reshape(d) if bias is not None else None
-    y, _, _ = StandardizeAffine.apply(rows, w, b, 1, eps)
+    y, _, _ = StandardizeAffine.apply(rows, w, b, 1, eps, True)
     return y.view(input.shape)
 
 

@@ -1,0 +1,42 @@
+"""normlab.transformer: shapes, placements, and per-token normalization under padding."""
+import pytest
+import torch
+
+from normlab.transformer import TinyTransformer, TransformerBlock
+
+
+@pytest.mark.parametrize("placement", ["pre", "post"])
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+def test_shapes_and_gradients(placement, norm):
+    torch.manual_seed(0)
+    model = TinyTransformer(vocab=11, d_model=16, n_heads=2, depth=3, placement=placement,
+                            norm=norm)
+    out = model(torch.randint(0, 11, (4, 9)))
+    assert out.shape == (4, 9, 11)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_post_ln_block_output_is_normalized_per_token():
+    torch.manual_seed(0)
+    block = TransformerBlock(16, 2, placement="post")
+    y = block(torch.randn(3, 5, 16) * 7 + 2)
+    torch.testing.assert_close(y.mean(-1), torch.zeros(3, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(-1, unbiased=False), torch.ones(3, 5), atol=1e-3, rtol=0)
+
+
+def test_padding_does_not_change_real_tokens():
+    torch.manual_seed(0)
+    model = TinyTransformer(vocab=11, d_model=16, n_heads=2, depth=2).eval()
+    seq = torch.randint(1, 11, (1, 5))
+    padded = torch.cat([seq, torch.zeros(1, 3, dtype=torch.long)], dim=1)
+    mask = torch.tensor([[False] * 5 + [True] * 3])
+    with torch.no_grad():
+        torch.testing.assert_close(model(padded, mask)[:, :5], model(seq), atol=1e-5, rtol=0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="placement"):
+        TransformerBlock(8, 2, placement="middle")
+    with pytest.raises(ValueError, match="norm"):
+        TransformerBlock(8, 2, norm="batch")
