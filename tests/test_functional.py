@@ -261,3 +261,25 @@ def test_half_precision_computes_in_float32():
     assert out.dtype == torch.float16
     ref = TF.batch_norm(x.double(), None, None, training=True)
     torch.testing.assert_close(out.double(), ref, atol=3e-3, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["batch", "group", "instance", "layer"])
+@pytest.mark.parametrize("layout", ["transposed 3-D", "sliced 4-D"])
+def test_strided_inputs(name, layout):
+    """Transposed / sliced views must give the same values and gradients as contiguous ones.
+    (A transposed (N, C, L) input reaches the kernel as a strided view: this once failed.)"""
+    if layout == "transposed 3-D":
+        x = _make((5, 4, 9), torch.float64, 0).transpose(0, 1)          # (4, 5, 9)
+    else:
+        x = _make((6, 5, 4, 6), torch.float64, 0).transpose(0, 2)[:, :, :, ::2]  # (4, 5, 6, 3)
+    assert not x.is_contiguous()
+    fns = {
+        "batch": (lambda t: F.batch_norm(t, None, None, training=True),
+                  lambda t: TF.batch_norm(t, None, None, training=True)),
+        "group": (lambda t: F.group_norm(t, 5), lambda t: TF.group_norm(t, 5)),
+        "instance": (lambda t: F.instance_norm(t), lambda t: TF.instance_norm(t)),
+        "layer": (lambda t: F.layer_norm(t, t.shape[-1:]),
+                  lambda t: TF.layer_norm(t, t.shape[-1:])),
+    }
+    ours, ref = fns[name]
+    _check(ours, ref, x, ())

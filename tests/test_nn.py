@@ -196,3 +196,32 @@ def test_ibnorm_small_ratio_is_instance_then_batch():
     torch.testing.assert_close(out[:, :1], torch.nn.functional.instance_norm(x[:, :1]))
     torch.testing.assert_close(
         out[:, 1:], torch.nn.functional.batch_norm(x[:, 1:], None, None, training=True))
+
+
+def test_ghost_batchnorm_normalizes_each_group_and_tracks_the_first():
+    torch.manual_seed(0)
+    ghost = nn.GhostBatchNorm2d(3, ghost_batch_size=2).double()
+    x = torch.randn(6, 3, 4, 4, dtype=torch.float64) * 2 + 1
+    out = ghost(x)
+    for i in range(0, 6, 2):
+        torch.testing.assert_close(
+            out[i:i + 2], torch.nn.functional.batch_norm(x[i:i + 2], None, None, training=True))
+    ref = torch.nn.BatchNorm2d(3).double()
+    ref(x[:2])
+    torch.testing.assert_close(ghost.running_mean, ref.running_mean)
+    torch.testing.assert_close(ghost.running_var, ref.running_var)
+    # ghost size >= batch: plain BatchNorm2d; eval: running statistics
+    plain = nn.BatchNorm2d(3).double()
+    torch.testing.assert_close(nn.GhostBatchNorm2d(3, 8).double()(x), plain(x))
+    ghost.eval()
+    torch.testing.assert_close(ghost(x), torch.nn.functional.batch_norm(
+        x, ghost.running_mean, ghost.running_var, ghost.weight, ghost.bias, False))
+    with pytest.raises(ValueError, match="multiple"):
+        nn.GhostBatchNorm2d(3, 4).train()(torch.randn(6, 3, 2, 2))
+
+
+def test_ghost_batchnorm1d_at_two_outputs_plus_minus_one():
+    bn = nn.GhostBatchNorm1d(4, ghost_batch_size=2)
+    torch.manual_seed(0)
+    out = bn(torch.randn(8, 4) * 10)  # pairs further apart than sqrt(eps): exactly +-1
+    torch.testing.assert_close(out.abs(), torch.ones(8, 4), atol=1e-3, rtol=0)

@@ -92,6 +92,9 @@ class StandardizeAffine(torch.autograd.Function):
         out_dtype = x.dtype
         if x.dtype in _LOW_PRECISION:
             x = x.float()
+        # The backward pass views flat (N*C, S) blocks; a strided input (a transposed view,
+        # say) is copied once here rather than breaking those views.
+        x = x.contiguous()
         n, c, s = x.shape
         m = (n if groups is None else c // groups) * s  # elements per statistic
         mean = (_pool(x.sum(dim=2), groups) / m).unsqueeze(2)

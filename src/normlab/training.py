@@ -43,18 +43,23 @@ def set_seed(seed: int) -> torch.Generator:
 
 
 def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
-               groups: int = 8) -> nn.Module:
+               groups: int = 8, ghost_batch_size: int | None = None) -> nn.Module:
     """A ``normlab`` normalization layer by name, for dense (``spatial=False``) or conv features.
 
     ``kind``: ``"bn"``, ``"ln"``, ``"gn"``, ``"in"`` or ``None``/``"none"`` (identity). For conv
     features ``"ln"`` is ``GroupNorm(1, C)`` (layer norm over C, H, W with per-channel affine)
     and ``"in"`` is ``GroupNorm(C, C)`` (instance norm with affine); ``groups`` is GN's group
-    count (reduced to a divisor of ``num_features``).
+    count (reduced to a divisor of ``num_features``). With ``ghost_batch_size``, ``"bn"`` is a
+    :class:`normlab.nn.GhostBatchNorm2d` / ``GhostBatchNorm1d`` (statistics over groups of
+    that many samples, as on several devices without synchronized statistics).
     """
     kind = (kind or "none").lower()
     if kind == "none":
         return nn.Identity()
     if kind == "bn":
+        if ghost_batch_size is not None:
+            cls = nlnn.GhostBatchNorm2d if spatial else nlnn.GhostBatchNorm1d
+            return cls(num_features, ghost_batch_size)
         return nlnn.BatchNorm2d(num_features) if spatial else nlnn.BatchNorm1d(num_features)
     if kind == "ln":
         return nlnn.GroupNorm(1, num_features) if spatial else nlnn.LayerNorm(num_features)
@@ -70,7 +75,8 @@ def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
 
 def mlp(sizes: Sequence[int], norm: str | None = None,
         activation: Callable[[], nn.Module] = nn.Sigmoid,
-        after_norm: Callable[[int, int], nn.Module] | None = None) -> nn.Sequential:
+        after_norm: Callable[[int, int], nn.Module] | None = None,
+        groups: int = 8, ghost_batch_size: int | None = None) -> nn.Sequential:
     """``Linear -> [norm] -> [after_norm] -> activation`` blocks, then a final ``Linear``.
 
     ``sizes = (784, 100, 100, 10)`` gives two hidden layers. The norm sits between the linear
@@ -81,7 +87,9 @@ def mlp(sizes: Sequence[int], norm: str | None = None,
         raise ValueError(f"sizes needs at least input and output widths, got {sizes}")
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(sizes[:-2], sizes[1:-1])):
-        layers += [nn.Linear(d_in, d_out), norm_layer(norm, d_out, spatial=False)]
+        layers += [nn.Linear(d_in, d_out),
+                   norm_layer(norm, d_out, spatial=False, groups=groups,
+                              ghost_batch_size=ghost_batch_size)]
         if after_norm is not None:
             layers.append(after_norm(d_out, i))
         layers.append(activation())
@@ -90,7 +98,8 @@ def mlp(sizes: Sequence[int], norm: str | None = None,
 
 
 def small_cnn(norm: str | None = None, channels: Sequence[int] = (16, 32),
-              in_channels: int = 1, num_classes: int = 10, groups: int = 8) -> nn.Sequential:
+              in_channels: int = 1, num_classes: int = 10, groups: int = 8,
+              ghost_batch_size: int | None = None) -> nn.Sequential:
     """``[Conv3x3 -> norm -> ReLU -> MaxPool2]`` per entry of ``channels``, global average
     pooling, and a linear classifier. Works for any input size of at least ``2**len(channels)``.
     """
@@ -98,7 +107,8 @@ def small_cnn(norm: str | None = None, channels: Sequence[int] = (16, 32),
     c_in = in_channels
     for c in channels:
         layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=norm in (None, "none")),
-                   norm_layer(norm, c, spatial=True, groups=groups), nn.ReLU(),
+                   norm_layer(norm, c, spatial=True, groups=groups,
+                              ghost_batch_size=ghost_batch_size), nn.ReLU(),
                    nn.MaxPool2d(2)]
         c_in = c
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]

@@ -1,6 +1,7 @@
 """``BatchNorm1d`` and ``BatchNorm2d``: normalize each channel with the batch's statistics."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .. import _checks
@@ -30,13 +31,19 @@ class _BatchNorm(_NormBase):
             )
         self._check_channels(input)
 
-    def forward(self, input: Tensor) -> Tensor:
-        self._check_input_dim(input)
+    def _factor(self) -> float:
+        """Count this training batch and return the weight of its statistics in the running
+        average: ``momentum``, or ``1 / num_batches_tracked`` when ``momentum`` is None."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked)
+        return factor
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        factor = self._factor()
         # Batch statistics in training, and in eval too when there is nothing else to use.
         use_batch_stats = self.training or self.running_mean is None
         keep_running = not self.training or self.track_running_stats
@@ -66,3 +73,51 @@ class BatchNorm2d(_BatchNorm):
 
     _expected = "4-D (N, C, H, W)"
     _allowed_dims = (4,)
+
+
+class _GhostBatchNorm(_BatchNorm):
+    """Batch norm whose training statistics come from groups of ``ghost_batch_size``
+    samples instead of the whole batch ("ghost batch normalization").
+
+    This is what plain BatchNorm computes when a batch is split across devices without
+    synchronizing the statistics: each device normalizes its own ``ghost_batch_size`` samples.
+    The running statistics are updated from the first group only, as the buffers of rank 0 are
+    under ``DistributedDataParallel``. It lets an experiment vary the batch size *seen by the
+    normalization* while keeping the optimizer's batch (and so the learning dynamics) fixed.
+    Evaluation mode is ordinary BatchNorm with the running statistics.
+    """
+
+    def __init__(self, num_features: int, ghost_batch_size: int, **kwargs) -> None:
+        super().__init__(num_features, **kwargs)
+        if ghost_batch_size < 1:
+            raise ValueError(f"ghost_batch_size must be positive, got {ghost_batch_size}")
+        self.ghost_batch_size = ghost_batch_size
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not self.training or input.shape[0] <= self.ghost_batch_size:
+            return super().forward(input)
+        self._check_input_dim(input)
+        if input.shape[0] % self.ghost_batch_size:
+            raise ValueError(f"batch of {input.shape[0]} is not a multiple of "
+                             f"ghost_batch_size={self.ghost_batch_size}")
+        g = self.ghost_batch_size
+        n, c = input.shape[:2]
+        with torch.no_grad():  # the running statistics follow the first group only
+            F.batch_norm(input[:g], self.running_mean, self.running_var, None, None, True,
+                         self._factor(), self.eps)
+        # All groups at once: (N, C, *) -> (N/g, C, g * positions), where one "instance" is
+        # one channel of one group, then back.
+        grouped = input.reshape(n // g, g, c, -1).transpose(1, 2).reshape(n // g, c, -1)
+        out = F.instance_norm(grouped, weight=self.weight, bias=self.bias, eps=self.eps)
+        return out.reshape(n // g, c, g, -1).transpose(1, 2).reshape(input.shape)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", ghost_batch_size={self.ghost_batch_size}"
+
+
+class GhostBatchNorm1d(_GhostBatchNorm, BatchNorm1d):
+    """:class:`BatchNorm1d` with statistics over groups of ``ghost_batch_size`` samples."""
+
+
+class GhostBatchNorm2d(_GhostBatchNorm, BatchNorm2d):
+    """:class:`BatchNorm2d` with statistics over groups of ``ghost_batch_size`` samples."""
