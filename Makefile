@@ -16,7 +16,6 @@ NBVAL    := --nbval --nbval-current-env --nbval-sanitize-with nbval-sanitize.cfg
 
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Prints how long a phase took: $(call timed,name,command)
