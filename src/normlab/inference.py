@@ -51,18 +51,15 @@ def convert_momentum(value: float, source: str, target: str) -> float:
 def ema_step(running: Tensor, batch: Tensor, momentum: float, convention: str) -> Tensor:
     """One update of a running estimate, returned as a new tensor.
 
-    ``convention``: ``"pytorch"`` (``momentum`` weights the new value), ``"keras"``
-    (``momentum`` weights the old value), or ``"wrong"``: ``momentum * running + batch``, the
-    version without the ``(1 - momentum)`` factor found in some write-ups, which converges to
-    ``batch / (1 - momentum)`` -- ten times too large for ``momentum = 0.9``.
+    ``convention``: ``"pytorch"`` (``momentum`` weights the new value) or ``"keras"``
+    (``momentum`` weights the old value). The version without the ``(1 - momentum)`` factor
+    found in some write-ups is :func:`normlab.mistakes.running_average_without_complement`.
     """
     if convention == "pytorch":
         return (1 - momentum) * running + momentum * batch
     if convention == "keras":
         return momentum * running + (1 - momentum) * batch
-    if convention == "wrong":
-        return momentum * running + batch
-    raise ValueError(f"convention must be 'pytorch', 'keras' or 'wrong', got {convention!r}")
+    raise ValueError(f"convention must be 'pytorch' or 'keras', got {convention!r}")
 
 
 @dataclass
