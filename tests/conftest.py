@@ -6,6 +6,8 @@ from hypothesis import settings
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=15, deadline=None)
+# occasional deep check: HYPOTHESIS_PROFILE=stress pytest tests
+settings.register_profile("stress", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # float64 comparisons: a few ulps of accumulated rounding over reductions of ~1e3 elements.

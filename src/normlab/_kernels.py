@@ -151,9 +151,9 @@ class StandardizeAffine(torch.autograd.Function):
         else:
             g, k = dy, (invstd if w is None else invstd * w)
         sum_g = g.sum(dim=2)                        # (N, C)
-        # per-(n, c) dot products sum_s g * xhat, as a batched matrix product (no temporary);
-        # invstd is constant over s, so it is applied to the (N, C) result, not to xc
-        sum_g_xc = torch.bmm(g.reshape(n * c, 1, s), xc.view(n * c, s, 1)).view(n, c, 1)
+        # per-(n, c) dot products sum_s g * xhat; invstd is constant over s, so it is applied
+        # to the (N, C) result, not to xc
+        sum_g_xc = torch.linalg.vecdot(g.reshape(n, c, s), xc, dim=2).unsqueeze(2)
         sum_g_xhat = (sum_g_xc * invstd).squeeze(2)
         if not ctx.per_position:
             if ctx.needs_input_grad[1]:
