@@ -20,6 +20,12 @@ def notebook_problems(path: Path) -> list[str]:
             text = "".join(out.get("text", ""))
             if out.get("name") == "stderr" and "Warning" in text:
                 problems.append(f"cell {i}: stored warning: {text.strip()[:120]}")
+        # nbval compares text only, so a figure that silently stopped rendering (e.g. with
+        # MPLBACKEND=Agg leaking into the kernel) would go unnoticed without this check
+        if "plt.show()" in "".join(cell["source"]) and not any(
+                key.startswith("image/") for out in cell.get("outputs", [])
+                for key in out.get("data", {})):
+            problems.append(f"cell {i}: calls plt.show() but stored no figure")
     return problems
 
 

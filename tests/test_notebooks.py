@@ -84,6 +84,12 @@ def test_gate_catches_stored_errors_and_warnings(tmp_path):
     assert any("stored warning" in p for p in notebook_problems(nb))
 
 
+def test_gate_catches_a_figure_that_did_not_render(tmp_path):
+    code = "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"
+    nb = _notebook(tmp_path / "nofig.ipynb", code, execute=True)
+    assert any("stored no figure" in p for p in notebook_problems(nb))
+
+
 @pytest.mark.slow
 def test_failing_cell_fails_nbval_and_the_strict_book_build(tmp_path):
     """A notebook whose stored outputs look fine but whose code now raises."""
