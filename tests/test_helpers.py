@@ -127,3 +127,17 @@ def test_statistic_groups_found_by_perturbation():
     assert gn[0, 0, 0] == gn[0, 1, 1] and gn[0, 0, 0] != gn[0, 2, 0] != gn[1, 2, 0]
     ln = plotting.statistic_groups(lambda x: F.layer_norm(x, (4, 2)), (3, 4, 2))
     assert len(np.unique(ln)) == 3
+
+
+def test_accuracy_in_train_mode_leaves_the_model_alone():
+    d = data.load_mnist(image_size=7)
+    training.set_seed(0)
+    model = training.mlp((49, 16, 10), norm="bn")
+    training.train(model, d, steps=50, lr=0.5)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    order = torch.argsort(d.y_test, stable=True)  # class-sorted batches
+    sorted_acc = training.accuracy(model, d.X_test[order], d.y_test[order], 8, train_mode=True)
+    assert not model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert sorted_acc < training.accuracy(model, d.X_test, d.y_test) - 0.1

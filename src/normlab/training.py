@@ -6,6 +6,7 @@ initialization and the batch order, so a chapter's stored outputs reproduce exac
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -125,10 +126,20 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator,
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, X: Tensor, y: Tensor, batch_size: int = 1000) -> float:
-    """Classification accuracy in eval mode; the model's previous mode is restored."""
+def accuracy(model: nn.Module, X: Tensor, y: Tensor, batch_size: int = 1000,
+             train_mode: bool = False) -> float:
+    """Classification accuracy over ``X`` in batches of ``batch_size``.
+
+    Evaluates in eval mode and restores the model's previous mode. ``train_mode=True``
+    evaluates a deep copy in *training* mode instead -- the "forgot ``model.eval()``" mistake,
+    where BatchNorm normalizes each test batch with its own statistics -- without letting it
+    alter the real model's running statistics.
+    """
+    if train_mode:
+        model = copy.deepcopy(model).train()
     was_training = model.training
-    model.eval()
+    if not train_mode:
+        model.eval()
     correct = 0
     for i in range(0, len(y), batch_size):
         correct += (model(X[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
