@@ -283,3 +283,87 @@ def test_strided_inputs(name, layout):
     }
     ours, ref = fns[name]
     _check(ours, ref, x, ())
+
+
+_BLOCKED_FNS = {
+    "batch": (lambda t, w, b: F.batch_norm(t, None, None, w, b, training=True),
+              lambda t, w, b: TF.batch_norm(t, None, None, w, b, training=True)),
+    "group": (lambda t, w, b: F.group_norm(t, 2, w, b), lambda t, w, b: TF.group_norm(t, 2, w, b)),
+    "instance": (lambda t, w, b: F.instance_norm(t, weight=w, bias=b),
+                 lambda t, w, b: TF.instance_norm(t, weight=w, bias=b)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BLOCKED_FNS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block_bytes", [1, 200])
+def test_results_do_not_depend_on_the_block_size(monkeypatch, name, dtype, block_bytes):
+    """The kernel processes independent blocks (runs of samples or channels) one at a time for
+    cache locality. Tiny blocks -- one sample/channel each, or a few -- must give the values
+    and gradients of torch, exactly as the default single block does."""
+    import normlab._kernels as K
+    x = _make((6, 4, 5, 3), dtype, 0, shift=3.0)
+    w, b = _params((4,), dtype, 0, affine=True)
+    ours, ref = _BLOCKED_FNS[name]
+    groups = None if name == "batch" else (4 if name == "instance" else 2)
+    assert len(K._Layout(x.reshape(6, 4, -1), groups, False, True).blocks) == 1
+    monkeypatch.setattr(K, "BLOCK_BYTES", block_bytes)
+    assert len(K._Layout(x.reshape(6, 4, -1), groups, False, True).blocks) > 1
+    _check(ours, ref, x, (w, b))
+
+
+@pytest.mark.parametrize("block_bytes", [1, 100])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_blocks(monkeypatch, dtype, block_bytes):
+    import normlab._kernels as K
+    monkeypatch.setattr(K, "BLOCK_BYTES", block_bytes)
+    x = _make((7, 3, 8), dtype, 1, shift=-2.0)
+    assert len(K._Layout(x.reshape(7, 1, 24), 1, True, True).blocks) > 1
+    w, b = _params((3, 8), dtype, 1, affine=True)
+    _check(lambda t, w_, b_: F.layer_norm(t, (3, 8), w_, b_),
+           lambda t, w_, b_: TF.layer_norm(t, (3, 8), w_, b_), x, (w, b))
+
+
+@pytest.mark.parametrize("name", ["batch", "group", "instance", "layer", "rms"])
+def test_expanded_and_strided_output_gradients(name):
+    """The gradient reaching backward may be an expanded view (from ``out.sum()``) or strided
+    (from a transpose after the normalizer); both must give torch's gradients."""
+    x = _make((4, 6, 5), torch.float64, 2)
+    fns = {
+        "batch": (lambda t: F.batch_norm(t, None, None, training=True),
+                  lambda t: TF.batch_norm(t, None, None, training=True)),
+        "group": (lambda t: F.group_norm(t, 3), lambda t: TF.group_norm(t, 3)),
+        "instance": (lambda t: F.instance_norm(t), lambda t: TF.instance_norm(t)),
+        "layer": (lambda t: F.layer_norm(t, (5,)), lambda t: TF.layer_norm(t, (5,))),
+        "rms": (lambda t: F.rms_norm(t, (5,)), lambda t: TF.rms_norm(t, (5,))),
+    }
+    probe = torch.cos(torch.arange(120.0, dtype=torch.float64)).view(4, 5, 6)
+    for loss in (lambda o: o.sum(),                              # expanded ones enter backward
+                 lambda o: (o.transpose(1, 2) * probe).sum()):   # a strided gradient
+        grads = []
+        for fn in fns[name]:
+            leaf = x.clone().requires_grad_()
+            grads.append(torch.autograd.grad(loss(fn(leaf)), leaf)[0])
+        torch.testing.assert_close(grads[0], grads[1], **TOL64)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 100])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rms_norm_blocks(monkeypatch, dtype, block_bytes):
+    """RMSNorm runs through the same kernel with the centring switched off."""
+    import normlab._kernels as K
+    monkeypatch.setattr(K, "BLOCK_BYTES", block_bytes)
+    x = _make((7, 3, 8), dtype, 3, shift=1.5)
+    w, _ = _params((3, 8), dtype, 3, affine=True)
+    assert len(K._Layout(x.reshape(7, 1, 24), 1, True, False).blocks) > 1
+    _check(lambda t, w_: F.rms_norm(t, (3, 8), w_), lambda t, w_: TF.rms_norm(t, (3, 8), w_),
+           x, (w,))
+
+
+def test_rms_norm_half_precision_close_to_torch():
+    x = (_make((8, 16), torch.float64, 4) * 3 + 1).half()
+    w = _make((16,), torch.float64, 5).half()
+    ours, ref = F.rms_norm(x, (16,), w), TF.rms_norm(x, (16,), w)
+    assert ours.dtype == torch.float16
+    # both compute in float32 and round once or twice to float16: within 2 float16 ulps
+    torch.testing.assert_close(ours, ref, atol=0, rtol=2 * 2**-10)

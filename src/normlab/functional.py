@@ -19,6 +19,7 @@ dimensions.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -214,9 +215,7 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int],
     _checks.check_shape("weight", weight, shape)
     _checks.check_shape("bias", bias, shape)
     _checks.check_eps(eps)
-    d = 1
-    for s in shape:
-        d *= s
+    d = math.prod(shape)
     # Every leading index is a "sample" with one channel whose D positions share one
     # statistic; the affine parameters are per position (element-wise).
     rows = input.reshape(-1, 1, d)
@@ -248,11 +247,10 @@ def rms_norm(input: Tensor, normalized_shape: int | Sequence[int],
     if eps is None:
         eps = torch.finfo(input.dtype).eps
     _checks.check_eps(eps)
-    dims = tuple(range(-len(shape), 0))
-    x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
-    # No centring, so the mean of squares is the statistic; it cannot cancel.
-    out = x * torch.rsqrt(x.pow(2).mean(dim=dims, keepdim=True) + eps)
-    out = out.to(input.dtype)
-    if weight is not None:
-        out = out * weight
-    return out
+    d = math.prod(shape)
+    # Laid out as layer norm (one statistic per row of D values), without the centring: the
+    # statistic is the mean square, which cannot cancel.
+    rows = input.reshape(-1, 1, d)
+    w = weight.reshape(d) if weight is not None else None
+    y, _, _ = StandardizeAffine.apply(rows, w, None, 1, eps, True, False)
+    return y.view(input.shape)
