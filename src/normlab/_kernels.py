@@ -97,19 +97,37 @@ class _Layout:
         step = max(1, BLOCK_BYTES // max(1, item * x.element_size()))
         slices = [slice(i, min(i + step, count)) for i in range(0, count, step)] or [slice(0, 0)]
         self.blocks = [(slice(None), slice(None), sl) if self.batch else (sl,) for sl in slices]
+        if len(self.blocks) == 1:
+            self.blocks = [()]       # the whole tensor: t[()] is t, no slicing
         self.block_dim = 2 if self.batch else 0
+
+    def cat(self, parts: list[Tensor]) -> Tensor:
+        """Join per-block results along the block axis."""
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=self.block_dim)
+
+    def row_sum(self, t: Tensor) -> Tensor:
+        """Per-``(n, c)`` sums over ``s`` (``(N, C)`` inputs have ``s = 1``: nothing to sum)."""
+        return t if self.s == 1 else t.sum(dim=3, keepdim=True)
+
+    def row_dot(self, a: Tensor, b: Tensor, scratch: Tensor) -> Tensor:
+        """Per-``(n, c)`` sums of ``a * b``; the product goes to the reused scratch block."""
+        if self.s == 1:
+            return a * b
+        return torch.mul(a, b, out=scratch).sum(dim=3, keepdim=True)
 
     def stat_sum(self, t: Tensor) -> Tensor:
         """Sum a block over the elements that share each statistic. Batch statistics reduce the
         contiguous dim first: one reduction over the strided dims (0, 3) is several times
         slower."""
         if self.batch:
-            return t.sum(dim=3, keepdim=True).sum(dim=0, keepdim=True)
+            return self.row_sum(t).sum(dim=0, keepdim=True)
         return t.sum(dim=(2, 3), keepdim=True)
 
     def stat_sq_sum(self, t: Tensor) -> Tensor:
         """Sum of squares per statistic, as a fused norm (no squared temporary)."""
-        if self.batch:
+        if self.batch:   # a norm over a strided dim is slow: reduce rows first
+            if self.s == 1:
+                return t.square().sum(dim=0, keepdim=True)
             return torch.linalg.vector_norm(t, dim=3, keepdim=True).square_().sum(0, keepdim=True)
         return torch.linalg.vector_norm(t, dim=(2, 3), keepdim=True).square_()
 
@@ -140,7 +158,7 @@ def _forward_block(x: Tensor, y: Tensor, w: Tensor | None, b: Tensor | None,
         xc = torch.sub(x, mean, out=y)              # centred values, in the output buffer
     else:
         mean, xc = x.new_zeros(lay.stat_shape(x)), x
-    var = lay.stat_sq_sum(xc).div_(lay.m)           # two-pass variance
+    var = lay.stat_sq_sum(xc).div_(lay.m)           # centred: the two-pass variance
     scale = (var + eps).rsqrt_()
     if w is not None and not per_position:
         scale = scale * w                           # (x - mean) * (invstd * gamma): one pass
@@ -177,8 +195,8 @@ def _backward_block(dy: Tensor, x: Tensor, dx: Tensor, scratch: Tensor, mean: Te
         partial = (invstd.view(1, r) @ dy_xc, dy2.sum(0))   # dweight, dbias over these rows
     else:
         # per-(n, c) sums of dy and dy * xc; the product goes to the reused scratch block
-        sum_dy = dy.sum(dim=3, keepdim=True)
-        sum_dy_xc = torch.mul(dy, xc, out=scratch).sum(dim=3, keepdim=True)
+        sum_dy = lay.row_sum(dy)
+        sum_dy_xc = lay.row_dot(dy, xc, scratch)
         partial = (sum_dy_xc, sum_dy)
         if w is None:
             sum_g, sum_g_xc = sum_dy, sum_dy_xc
@@ -236,7 +254,7 @@ class StandardizeAffine(torch.autograd.Function):
         y = torch.empty_like(x4)                    # the only full-size allocation
         stats = [_forward_block(x4[i], y[i], lay.param(w, i), lay.param(b, i), lay, eps,
                                 per_position) for i in lay.blocks]
-        mean, var = (torch.cat(t, dim=lay.block_dim) for t in zip(*stats))
+        mean, var = (lay.cat(list(t)) for t in zip(*stats))
         ctx.lay, ctx.eps, ctx.per_position = lay, eps, per_position
         ctx.param_dtypes = (weight.dtype if weight is not None else None,
                             bias.dtype if bias is not None else None)
@@ -266,7 +284,7 @@ class StandardizeAffine(torch.autograd.Function):
             dweight = torch.cat([p[0] for p in partials]).sum(0)
             dbias = torch.stack([p[1] for p in partials]).sum(0)
         else:                # per-(n, c) sums: join the blocks, then sum over samples
-            sum_dy_xc, sum_dy = (torch.cat(t, dim=lay.block_dim) for t in zip(*partials))
+            sum_dy_xc, sum_dy = (lay.cat(list(t)) for t in zip(*partials))
             dweight = (sum_dy_xc * invstd).sum(0).view(-1)
             dbias = sum_dy.sum(0).view(-1)
         w_dtype, b_dtype = ctx.param_dtypes
