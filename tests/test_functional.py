@@ -5,6 +5,7 @@ import torch.nn.functional as TF
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import normlab._kernels as K
 import normlab.functional as F
 from conftest import TOL64, tol
 from strategies import nc_star, values_per_channel
@@ -299,9 +300,8 @@ _BLOCKED_FNS = {
 @pytest.mark.parametrize("block_bytes", [1, 200])
 def test_results_do_not_depend_on_the_block_size(monkeypatch, name, dtype, block_bytes):
     """The kernel processes independent blocks (runs of samples or channels) one at a time for
-    cache locality. Tiny blocks -- one sample/channel each, or a few -- must give the values
-    and gradients of torch, exactly as the default single block does."""
-    import normlab._kernels as K
+    cache locality. Tiny blocks -- one sample/channel each, or a few -- must give torch's values
+    and gradients, as the default single block does."""
     x = _make((6, 4, 5, 3), dtype, 0, shift=3.0)
     w, b = _params((4,), dtype, 0, affine=True)
     ours, ref = _BLOCKED_FNS[name]
@@ -312,16 +312,22 @@ def test_results_do_not_depend_on_the_block_size(monkeypatch, name, dtype, block
     _check(ours, ref, x, (w, b))
 
 
-@pytest.mark.parametrize("block_bytes", [1, 100])
+@pytest.mark.parametrize("norm", ["layer", "rms"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_layer_norm_blocks(monkeypatch, dtype, block_bytes):
-    import normlab._kernels as K
+@pytest.mark.parametrize("block_bytes", [1, 100])
+def test_per_position_norms_in_blocks(monkeypatch, norm, dtype, block_bytes):
+    """Layer norm (rows of D values, per-position affine) and RMSNorm (the same without the
+    centring) split into blocks of rows."""
     monkeypatch.setattr(K, "BLOCK_BYTES", block_bytes)
     x = _make((7, 3, 8), dtype, 1, shift=-2.0)
-    assert len(K._Layout(x.reshape(7, 1, 24), 1, True, True).blocks) > 1
+    assert len(K._Layout(x.reshape(7, 1, 24), 1, True, norm == "layer").blocks) > 1
     w, b = _params((3, 8), dtype, 1, affine=True)
-    _check(lambda t, w_, b_: F.layer_norm(t, (3, 8), w_, b_),
-           lambda t, w_, b_: TF.layer_norm(t, (3, 8), w_, b_), x, (w, b))
+    if norm == "layer":
+        _check(lambda t, w_, b_: F.layer_norm(t, (3, 8), w_, b_),
+               lambda t, w_, b_: TF.layer_norm(t, (3, 8), w_, b_), x, (w, b))
+    else:
+        _check(lambda t, w_: F.rms_norm(t, (3, 8), w_),
+               lambda t, w_: TF.rms_norm(t, (3, 8), w_), x, (w,))
 
 
 @pytest.mark.parametrize("name", ["batch", "group", "instance", "layer", "rms"])
@@ -345,19 +351,6 @@ def test_expanded_and_strided_output_gradients(name):
             leaf = x.clone().requires_grad_()
             grads.append(torch.autograd.grad(loss(fn(leaf)), leaf)[0])
         torch.testing.assert_close(grads[0], grads[1], **TOL64)
-
-
-@pytest.mark.parametrize("block_bytes", [1, 100])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_rms_norm_blocks(monkeypatch, dtype, block_bytes):
-    """RMSNorm runs through the same kernel with the centring switched off."""
-    import normlab._kernels as K
-    monkeypatch.setattr(K, "BLOCK_BYTES", block_bytes)
-    x = _make((7, 3, 8), dtype, 3, shift=1.5)
-    w, _ = _params((3, 8), dtype, 3, affine=True)
-    assert len(K._Layout(x.reshape(7, 1, 24), 1, True, False).blocks) > 1
-    _check(lambda t, w_: F.rms_norm(t, (3, 8), w_), lambda t, w_: TF.rms_norm(t, (3, 8), w_),
-           x, (w,))
 
 
 def test_rms_norm_half_precision_close_to_torch():
