@@ -360,3 +360,24 @@ def test_rms_norm_half_precision_close_to_torch():
     assert ours.dtype == torch.float16
     # both compute in float32 and round once or twice to float16: within 2 float16 ulps
     torch.testing.assert_close(ours, ref, atol=0, rtol=2 * 2**-10)
+
+
+@pytest.mark.parametrize("name", ["batch", "group", "instance", "layer", "rms"])
+def test_no_tensor_is_created_on_another_device(name):
+    """Every tensor the kernel creates must live on the input's device. Without a GPU here, the
+    "meta" device (shapes only, no data) stands in for one: a buffer allocated on the CPU by
+    mistake raises a cross-device error, as it would on CUDA."""
+    x = torch.randn(4, 6, 5, device="meta", requires_grad=True)
+    w = torch.ones(6, device="meta", requires_grad=True)
+    fns = {
+        "batch": lambda t: F.batch_norm(t, None, None, w, w, training=True),
+        "group": lambda t: F.group_norm(t, 3, w, w),
+        "instance": lambda t: F.instance_norm(t, weight=w, bias=w),
+        "layer": lambda t: F.layer_norm(t, (5,)),
+        "rms": lambda t: F.rms_norm(t, (5,)),
+    }
+    out = fns[name](x)
+    grads = torch.autograd.grad(out.sum(), (x, w) if name in ("batch", "group", "instance")
+                                else (x,))
+    assert out.device.type == "meta" and all(g.device.type == "meta" for g in grads)
+    assert grads[0].shape == x.shape

@@ -275,7 +275,7 @@ class StandardizeAffine(torch.autograd.Function):
         invstd = (var + ctx.eps).rsqrt_()
         coef_dy = invstd * w if (w is not None and not per_position) else invstd
         dx = torch.empty_like(x)                    # the only full-size allocation
-        scratch = torch.empty(max(x[i].numel() for i in lay.blocks), dtype=x.dtype)
+        scratch = x.new_empty(max(x[i].numel() for i in lay.blocks))   # same device, dtype
         partials = [
             _backward_block(dy[i], x[i], dx[i], scratch[:x[i].numel()].view(x[i].shape),
                             mean[i], invstd[i], lay.param(w, i), coef_dy[i], lay, per_position)
