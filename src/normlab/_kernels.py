@@ -120,15 +120,15 @@ class _Layout:
         contiguous dim first: one reduction over the strided dims (0, 3) is several times
         slower."""
         if self.batch:
-            return self.row_sum(t).sum(dim=0, keepdim=True)
+            return self.pool(self.row_sum(t))
         return t.sum(dim=(2, 3), keepdim=True)
 
     def stat_sq_sum(self, t: Tensor) -> Tensor:
         """Sum of squares per statistic, as a fused norm (no squared temporary)."""
         if self.batch:   # a norm over a strided dim is slow: reduce rows first
             if self.s == 1:
-                return t.square().sum(dim=0, keepdim=True)
-            return torch.linalg.vector_norm(t, dim=3, keepdim=True).square_().sum(0, keepdim=True)
+                return self.pool(t.square())
+            return self.pool(torch.linalg.vector_norm(t, dim=3, keepdim=True).square_())
         return torch.linalg.vector_norm(t, dim=(2, 3), keepdim=True).square_()
 
     def stat_shape(self, block: Tensor) -> tuple[int, ...]:
@@ -180,7 +180,8 @@ def _backward_block(dy: Tensor, x: Tensor, dx: Tensor, scratch: Tensor, mean: Te
              = \sigma^{-1} g - \sigma^{-3}\,\overline{g x_c}\, x_c - \sigma^{-1}\overline{g},
 
     so ``dx`` is ``x_c`` times a per-statistic coefficient, minus a per-statistic shift, plus
-    ``dy`` times a per-row coefficient: three in-place passes over the centred block.
+    ``dy`` times a per-row coefficient: three in-place passes over the centred block (four
+    for layer norm, whose per-position gamma cannot be folded into a per-row coefficient).
     """
     # centred input, in the dx buffer (without centring, x itself)
     xc = torch.sub(x, mean, out=dx) if lay.center else x
