@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from notebook_gate import first_heading, notebook_problems
+from notebook_gate import first_heading, fixture_notebook, notebook_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -53,20 +53,8 @@ def test_chapter_has_three_exercises_with_solutions(path):
 
 
 # ------------------------------------------------------------ the gates bite: bad fixtures
-def _notebook(path: Path, code: str, execute: bool) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.cells = [nbformat.v4.new_markdown_cell("# Fixture"), nbformat.v4.new_code_cell(code)]
-    if execute:
-        from nbclient import NotebookClient
-        NotebookClient(nb, kernel_name="python3", allow_errors=True).execute()
-    nbformat.write(nb, path)
-    return path
-
-
 def test_gate_catches_an_unexecuted_notebook(tmp_path):
-    nb = _notebook(tmp_path / "unexecuted.ipynb", "print('whatever this prints')",
+    nb = fixture_notebook(tmp_path / "unexecuted.ipynb", "print('whatever this prints')",
                    execute=False)
     assert any("never executed" in p for p in notebook_problems(nb))
     # ...which strict nbval alone lets through: nothing is stored, so nothing is compared.
@@ -77,23 +65,23 @@ def test_gate_catches_an_unexecuted_notebook(tmp_path):
 
 
 def test_gate_catches_stored_errors_and_warnings(tmp_path):
-    nb = _notebook(tmp_path / "error.ipynb", "1 / 0", execute=True)
+    nb = fixture_notebook(tmp_path / "error.ipynb", "1 / 0", execute=True)
     assert any("ZeroDivisionError" in p for p in notebook_problems(nb))
-    nb = _notebook(tmp_path / "warn.ipynb",
+    nb = fixture_notebook(tmp_path / "warn.ipynb",
                    "import warnings; warnings.warn('careful', UserWarning)", execute=True)
     assert any("stored warning" in p for p in notebook_problems(nb))
 
 
 def test_gate_catches_a_figure_that_did_not_render(tmp_path):
     code = "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"
-    nb = _notebook(tmp_path / "nofig.ipynb", code, execute=True)
+    nb = fixture_notebook(tmp_path / "nofig.ipynb", code, execute=True)
     assert any("stored no figure" in p for p in notebook_problems(nb))
 
 
 @pytest.mark.slow
 def test_failing_cell_fails_nbval_and_the_strict_book_build(tmp_path):
     """A notebook whose stored outputs look fine but whose code now raises."""
-    good = _notebook(tmp_path / "bad.ipynb", "x = 1\nprint(x)", execute=True)
+    good = fixture_notebook(tmp_path / "bad.ipynb", "x = 1\nprint(x)", execute=True)
     nb = nbformat.read(good, as_version=4)
     nb.cells[1].source = "print(1)\nraise RuntimeError('this cell fails')"
     nbformat.write(nb, good)

@@ -7,6 +7,7 @@ initialization and the batch order, so a chapter's stored outputs reproduce exac
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from . import nn as nlnn
+from . import reference_numerics
 from .inference import freeze_batchnorm_stats
 
 NormFactory = Callable[[int], nn.Module]
@@ -23,8 +25,11 @@ def reproducible(seed: int = 0, threads: int = 1) -> None:
     """Make a notebook's numbers repeatable: seed torch and NumPy and fix the thread count.
 
     A parallel reduction splits its sum by thread, so the last digits of a result can change
-    with the number of cores; one thread makes stored outputs reproducible on any machine (the
-    course's models are small enough that it costs little). Also applies the course's figure
+    with the number of cores; one thread (the course's models are small enough that it costs
+    little), convolutions without oneDNN, and the environment of
+    :mod:`normlab.reference_numerics` make stored outputs reproducible on any x86-64 machine
+    with AVX2. Elsewhere -- or in a kernel started without that environment -- it prints one
+    line saying why the numbers may differ from the book's. Also applies the course's figure
     style.
     """
     import numpy as np
@@ -32,9 +37,27 @@ def reproducible(seed: int = 0, threads: int = 1) -> None:
     from .plotting import use_course_style
 
     torch.set_num_threads(threads)
+    reference_numerics.apply_in_process()
+    _tell_if_off_reference()
     torch.manual_seed(seed)
     np.random.seed(seed)
     use_course_style()
+
+
+_told_off_reference = False
+
+
+def _tell_if_off_reference() -> None:
+    """Say once per process, in one line, why this kernel's numbers may differ from the book's.
+
+    Prints nothing on the reference numerics, so the stored outputs of a correctly configured
+    run are unchanged (:mod:`normlab.reference_numerics`).
+    """
+    global _told_off_reference
+    found = reference_numerics.problems()
+    if found and not _told_off_reference:
+        print(reference_numerics.notice(found), file=sys.stderr)
+        _told_off_reference = True
 
 
 def set_seed(seed: int) -> torch.Generator:
