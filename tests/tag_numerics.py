@@ -1,0 +1,94 @@
+"""Find the chapter cells whose printed output depends on the CPU's numerics, and tag them.
+
+    .venv/bin/python tests/tag_numerics.py chapters/*.ipynb          # execute, compare, tag
+    .venv/bin/python tests/tag_numerics.py --check chapters/*.ipynb  # report only
+
+Executes copies of the notebooks (in a temporary directory) under *other* numerics than the
+reference -- ATen's default (non-vectorized) kernels and MKL's AVX2 path instead of AVX2 and
+CBWR=COMPATIBLE -- and compares every code cell's text output with the stored one (run `make
+execute` first, so the stored outputs are the reference). A cell whose output differs gets the
+``depends-on-numerics`` tag, which tells tests/nbval_reference.py not to compare it byte for
+byte on a machine outside the reference numerics (its asserts still run there). Tags are only
+added, never removed: a cell may depend on the numerics in ways one other CPU does not reveal.
+Takes as long as executing the chapters (a few minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from normlab.reference_numerics import NOTICE_PREFIX
+
+TAG = "depends-on-numerics"
+OTHER_NUMERICS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AVX2"}
+
+
+def _text_outputs(cell) -> str:
+    """What nbval compares, roughly: text outputs, addresses masked, the notice dropped."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out["output_type"] == "stream":
+            text = "".join(line for line in out["text"].splitlines(True)
+                           if not line.startswith(NOTICE_PREFIX))
+            parts.append([out["name"], text])
+        elif "data" in out:
+            parts.append({k: v for k, v in out["data"].items() if not k.startswith("image/")})
+        elif out["output_type"] == "error":
+            parts.append(["error", out["ename"], out["evalue"]])
+    return re.sub(r"0x[0-9a-fA-F]{6,}", "0xADDRESS", json.dumps(parts, sort_keys=True))
+
+
+def _execute_elsewhere(paths: list[Path], workdir: Path) -> list[Path]:
+    """Execute copies of ``paths`` with a kernel spec that carries OTHER_NUMERICS."""
+    spec_dir = workdir / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "other numerics", "language": "python", "env": OTHER_NUMERICS}))
+    copies = []
+    for p in paths:
+        shutil.copy(p, workdir / p.name)
+        copies.append(workdir / p.name)
+    env = {**os.environ, **OTHER_NUMERICS, "JUPYTER_PATH": str(workdir / "jupyter")}
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook",
+                    "--execute", "--inplace", "--ExecutePreprocessor.timeout=600",
+                    "--ExecutePreprocessor.kernel_name=python3", "--allow-errors",
+                    *map(str, copies)], env=env, check=True, capture_output=True)
+    return copies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--check", action="store_true",
+                        help="report differing untagged cells, change nothing; exit 1 if any")
+    args = parser.parse_args()
+    untagged = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        copies = _execute_elsewhere(args.notebooks, Path(tmp))
+        for path, copy in zip(args.notebooks, copies):
+            nb = nbformat.read(path, as_version=4)
+            other = nbformat.read(copy, as_version=4)
+            code = [(c, o) for c, o in zip(nb.cells, other.cells) if c.cell_type == "code"]
+            differ = [i for i, (c, o) in enumerate(code) if _text_outputs(c) != _text_outputs(o)]
+            new = [i for i in differ if TAG not in code[i][0].metadata.get("tags", [])]
+            untagged += len(new)
+            print(f"{path.name}: outputs differ in cells {differ}; untagged: {new}")
+            if new and not args.check:
+                for i in new:
+                    code[i][0].metadata.setdefault("tags", []).append(TAG)
+                nbformat.write(nb, path)
+    return 1 if args.check and untagged else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
