@@ -640,9 +640,9 @@ def _running_stats_update(rng):
     """``fn(running_mean, running_var, x, momentum) -> (mean, var)``: one running-average update.
 
     ``running_mean`` and ``running_var`` are ``(D,)``, ``x`` is ``(N, D)``, ``momentum`` a
-    float. Returns the new ``(D,)`` running statistics in
-    PyTorch's convention, ``new = (1 - momentum) * old + momentum * batch``, where the batch
-    statistics are the column means and the *unbiased* column variances (divided by N - 1).
+    float. Returns the new ``(D,)`` running statistics in PyTorch's convention,
+    ``new = (1 - momentum) * old + momentum * batch``, where the batch statistics are the
+    column means and the *unbiased* column variances (divided by N - 1).
     """
     cases = []
     for (description, shape, kind, _), momentum in zip(_BN1D_SPECS,
@@ -898,8 +898,9 @@ def _fold(conv_weight, conv_bias, gamma, beta, running_mean, running_var, eps, *
 
 
 def _fold_batchnorm(rng):
-    """``fn(conv_weight, conv_bias, gamma, beta, running_mean, running_var, eps) -> (weight,
-    bias)``: fold an eval-mode batch norm into the convolution before it.
+    """Fold an eval-mode batch norm into the convolution before it:
+
+    ``fn(conv_weight, conv_bias, gamma, beta, running_mean, running_var, eps) -> (weight, bias)``
 
     ``conv_weight`` is ``(C_out, C_in, kH, kW)``; the other arrays are ``(C_out,)``. Returns the
     convolution equal to ``bn(conv(x))``: with ``scale = gamma / sqrt(running_var + eps)``,
