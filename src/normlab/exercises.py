@@ -123,9 +123,8 @@ class _Case:
 
 @dataclass(frozen=True)
 class _Mistake:
-    """A known wrong answer: ``fn`` has the exercise's signature and returns its outputs (or
-    ``None`` where the mistake does not apply to the case). ``name`` completes "looks like ..."
-    and may say ``{output}``. ``window(args, output)``, if given, is the absolute tolerance for
+    """A known wrong answer: ``fn`` has the exercise's signature and returns its outputs.
+    ``name`` completes "looks like ..." and may say ``{output}``. ``window(args, output)``, if given, is the absolute tolerance for
     a mistake whose result is rounding noise, so depends on the order of the sums."""
 
     name: str
@@ -285,9 +284,8 @@ def _diagnose(grader: _Grader, case: _Case, k: int, got) -> str | None:
     # Some mistakes divide by zero on the edge cases: that is how they show, not a bug here.
     with np.errstate(all="ignore"):
         for mistake in grader.mistakes:
-            out = mistake.fn(*case.fresh_args())
-            if out is not None and _matches(got, np.asarray(_as_tuple(out)[k], np.float64),
-                                            mistake, case, grader.rtol):
+            wrong = np.asarray(_as_tuple(mistake.fn(*case.fresh_args()))[k], np.float64)
+            if _matches(got, wrong, mistake, case, grader.rtol):
                 return mistake.name.format(output=grader.outputs[k])
     return None
 
