@@ -5,6 +5,7 @@
 * :mod:`normlab.nn` -- the modules (``BatchNorm1d/2d``, ``LayerNorm``, ``InstanceNorm2d``,
   ``GroupNorm``, ``RMSNorm``, ``IBNorm``).
 * :mod:`normlab.numpy_ref` -- NumPy forward/backward pairs with hand-derived gradients.
+* :mod:`normlab.exercises` -- graders for the chapters' exercises: ``check(name, fn)``.
 * :mod:`normlab.data`, :mod:`normlab.training`, :mod:`normlab.plotting` -- shared helpers.
 """
 from . import functional, nn, numpy_ref
