@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ._kernels import eval_scale
 from .nn.batchnorm import _BatchNorm
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm, _BatchNorm)
@@ -150,7 +151,8 @@ def recompute_batchnorm_stats(model: nn.Module, X: Tensor, batch_size: int = 256
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     r"""A new convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode.
 
-    With :math:`s_c = \gamma_c / \sqrt{\text{running\_var}_c + \epsilon}`:
+    With :math:`s_c = \gamma_c / \sqrt{\text{running\_var}_c + \epsilon}` (the factor
+    eval-mode :func:`normlab.functional.batch_norm` scales by):
     :math:`W'_c = s_c W_c` and :math:`b'_c = s_c (b_c - \text{running\_mean}_c) + \beta_c`.
     Valid only for inference: in training BatchNorm uses batch statistics, which no fixed
     convolution can reproduce.
@@ -164,9 +166,7 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     if bn.running_mean is None:
         raise ValueError("BatchNorm without running statistics (track_running_stats=False) "
                          "uses batch statistics even in eval mode and cannot be folded")
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
+    scale = eval_scale(bn.running_var, bn.weight, bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     shift = (bias - bn.running_mean) * scale
     if bn.bias is not None:

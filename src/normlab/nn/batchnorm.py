@@ -6,10 +6,10 @@ from torch import Tensor
 
 from .. import _checks
 from .. import functional as F
-from ._base import _NormBase
+from ._base import NormBase
 
 
-class _BatchNorm(_NormBase):
+class _BatchNorm(NormBase):
     """Training: batch statistics, running estimates updated. Eval: running estimates.
 
     The mode is ``self.training`` (set by ``.train()``/``.eval()``), never whether gradients
