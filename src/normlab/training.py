@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from . import nn as nlnn
-from .inference import freeze_batchnorm_stats
+from .nn import freeze_batchnorm_stats
 
 NormFactory = Callable[[int], nn.Module]
 
