@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from normlab import inference, training
+from normlab import inference, models, training
 from normlab import nn as nlnn
 
 
@@ -89,6 +89,17 @@ def test_batchnorm_helpers_live_in_normlab_nn():
     freeze_batchnorm_stats(model.train())
     assert [m.training for m in model] == [False, False, False, True, True, True, True]
     assert not model[6].BN.training and model[6].IN.training
+
+
+def test_training_with_frozen_batchnorm_keeps_the_running_statistics():
+    from normlab import data
+    d = data.load_mnist(image_size=7)
+    training.set_seed(0)
+    model = models.mlp((49, 8, 10), norm="bn")
+    before = model[1].running_mean.clone()
+    training.train(model, d, steps=5, lr=0.1, freeze_bn_stats=True)
+    assert torch.equal(model[1].running_mean, before)
+    assert model[1].weight.grad is not None
 
 
 @pytest.mark.parametrize("bn_cls", [nlnn.BatchNorm2d, torch.nn.BatchNorm2d])
