@@ -80,6 +80,31 @@ def test_norm_layer_rejects_a_layout_it_cannot_normalize(kind, spatial):
         models.norm_layer(kind, 4, spatial=spatial)
 
 
+def test_set_seed_seeds_the_global_generator():
+    assert training.set_seed(3) is None
+    a = torch.rand(2)
+    training.set_seed(3)
+    assert torch.equal(a, torch.rand(2))
+
+
+def test_reproducible_leaves_matplotlib_alone():
+    matplotlib.rcParams["figure.dpi"] = 123
+    training.reproducible(seed=0)
+    assert matplotlib.rcParams["figure.dpi"] == 123
+    plotting.use_course_style()
+    assert matplotlib.rcParams["figure.dpi"] == 80
+
+
+def test_importing_plotting_applies_the_course_style():
+    import subprocess
+    import sys
+    code = ("import matplotlib; matplotlib.use('Agg'); import normlab.plotting; "
+            "print(matplotlib.rcParams['figure.dpi'], matplotlib.rcParams['axes.grid'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["80.0", "True"]
+
+
 def test_training_learns_and_is_deterministic():
     d = data.load_mnist(image_size=7)
     runs = []
@@ -157,13 +182,13 @@ def test_distribution_drift():
 
 def test_statistic_groups_found_by_perturbation():
     import normlab.functional as F
-    bn = plotting.statistic_groups(lambda x: F.batch_norm(x, None, None, training=True),
-                                   (3, 4, 2))
+    bn = probes.statistic_groups(lambda x: F.batch_norm(x, None, None, training=True),
+                                 (3, 4, 2))
     assert len(np.unique(bn)) == 4 and (bn == bn[0, :, 0][None, :, None]).all()  # per channel
-    gn = plotting.statistic_groups(lambda x: F.group_norm(x, 2), (3, 4, 2))
+    gn = probes.statistic_groups(lambda x: F.group_norm(x, 2), (3, 4, 2))
     assert len(np.unique(gn)) == 6  # per sample and group of 2 channels
     assert gn[0, 0, 0] == gn[0, 1, 1] and gn[0, 0, 0] != gn[0, 2, 0] != gn[1, 2, 0]
-    ln = plotting.statistic_groups(lambda x: F.layer_norm(x, (4, 2)), (3, 4, 2))
+    ln = probes.statistic_groups(lambda x: F.layer_norm(x, (4, 2)), (3, 4, 2))
     assert len(np.unique(ln)) == 3
 
 

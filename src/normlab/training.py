@@ -22,23 +22,18 @@ def reproducible(seed: int = 0, threads: int = 1) -> None:
 
     A parallel reduction splits its sum by thread, so the last digits of a result can change
     with the number of cores; one thread makes stored outputs reproducible on any machine (the
-    course's models are small enough that it costs little). Also applies the course's figure
-    style.
+    course's models are small enough that it costs little).
     """
     import numpy as np
-
-    from .plotting import use_course_style
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     np.random.seed(seed)
-    use_course_style()
 
 
-def set_seed(seed: int) -> torch.Generator:
-    """Seed torch's global generator and return a fresh generator for batch order."""
+def set_seed(seed: int) -> None:
+    """Seed torch's global generator, e.g. before building a model (its initial weights)."""
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator,
