@@ -1,4 +1,5 @@
-"""normlab.data, normlab.training and normlab.plotting: the shared experiment helpers."""
+"""normlab.data, normlab.models, normlab.training, normlab.plotting and normlab.probes: the
+shared experiment helpers."""
 import matplotlib
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from normlab import data, plotting, training  # noqa: E402
+from normlab import data, models, plotting, training  # noqa: E402
 from normlab import nn as nlnn  # noqa: E402
 
 
@@ -31,15 +32,77 @@ def test_images_load_offline():
 
 
 @pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm2d), ("gn", nlnn.GroupNorm),
-                                      ("ln", nlnn.GroupNorm), ("in", nlnn.GroupNorm),
+                                      ("ln", nlnn.GroupNorm), ("in", nlnn.InstanceNorm2d),
+                                      ("ibn", nlnn.IBNorm), ("none", torch.nn.Identity),
                                       (None, torch.nn.Identity)])
 def test_norm_layer_factory(kind, cls):
-    layer = training.norm_layer(kind, 12, spatial=True, groups=8)
-    assert isinstance(layer, cls)
+    layer = models.norm_layer(kind, 12, spatial=True, groups=8)
+    assert type(layer) is cls
     if kind == "gn":
         assert layer.num_groups == 6  # largest divisor of 12 not above 8
+    if kind == "ln":
+        assert layer.num_groups == 1  # layer norm over (C, H, W), per-channel affine
+    if kind == "in":
+        assert layer.affine and not layer.track_running_stats
+    assert layer(torch.randn(4, 12, 3, 3)).shape == (4, 12, 3, 3)
     with pytest.raises(ValueError, match="unknown norm kind"):
-        training.norm_layer("xx", 4, spatial=True)
+        models.norm_layer("xx", 4, spatial=True)
+
+
+@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm1d), ("gn", nlnn.GroupNorm),
+                                      ("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm),
+                                      ("none", torch.nn.Identity)])
+def test_norm_layer_factory_dense(kind, cls):
+    layer = models.norm_layer(kind, 12, spatial=False)
+    assert type(layer) is cls
+    assert layer(torch.randn(4, 12)).shape == (4, 12)
+
+
+def test_norm_layer_ghost_batch_norm_and_case():
+    assert type(models.norm_layer("bn", 6, spatial=True, ghost_batch_size=2)) \
+        is nlnn.GhostBatchNorm2d
+    assert type(models.norm_layer("bn", 6, spatial=False, ghost_batch_size=2)) \
+        is nlnn.GhostBatchNorm1d
+    assert type(models.norm_layer("LN", 6, spatial=False)) is nlnn.LayerNorm
+
+
+def test_norm_layer_names_are_one_vocabulary():
+    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "none"]
+    with pytest.raises(ValueError) as err:
+        models.norm_layer("layer", 4, spatial=False)   # the old transformer spelling
+    for name in models.NORM_LAYERS:
+        assert repr(name) in str(err.value), "the message lists every valid name"
+
+
+@pytest.mark.parametrize("kind,spatial", [("in", False), ("ibn", False), ("rms", True)])
+def test_norm_layer_rejects_a_layout_it_cannot_normalize(kind, spatial):
+    with pytest.raises(ValueError, match="spatial|dense"):
+        models.norm_layer(kind, 4, spatial=spatial)
+
+
+def test_set_seed_seeds_the_global_generator():
+    assert training.set_seed(3) is None
+    a = torch.rand(2)
+    training.set_seed(3)
+    assert torch.equal(a, torch.rand(2))
+
+
+def test_reproducible_leaves_matplotlib_alone():
+    matplotlib.rcParams["figure.dpi"] = 123
+    training.reproducible(seed=0)
+    assert matplotlib.rcParams["figure.dpi"] == 123
+    plotting.use_course_style()
+    assert matplotlib.rcParams["figure.dpi"] == 80
+
+
+def test_importing_plotting_applies_the_course_style():
+    import subprocess
+    import sys
+    code = ("import matplotlib; matplotlib.use('Agg'); import normlab.plotting; "
+            "print(matplotlib.rcParams['figure.dpi'], matplotlib.rcParams['axes.grid'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["80.0", "True"]
 
 
 def test_training_learns_and_is_deterministic():
@@ -47,7 +110,7 @@ def test_training_learns_and_is_deterministic():
     runs = []
     for _ in range(2):
         training.set_seed(0)
-        model = training.mlp((49, 32, 10), norm="bn")
+        model = models.mlp((49, 32, 10), norm="bn")
         runs.append(training.train(model, d, steps=150, lr=0.5, seed=0, eval_every=50))
     assert runs[0].loss == runs[1].loss, "same seed must give the same run"
     assert runs[0].eval_steps == [50, 100, 150]
@@ -58,13 +121,13 @@ def test_training_learns_and_is_deterministic():
 def test_diverging_run_stops_and_is_recorded():
     d = data.load_mnist(image_size=7)
     training.set_seed(0)
-    hist = training.train(training.mlp((49, 16, 10), activation=torch.nn.Identity), d,
+    hist = training.train(models.mlp((49, 16, 10), activation=torch.nn.Identity), d,
                           steps=500, lr=1e4)
     assert len(hist.loss) < 500 and not np.isfinite(hist.loss[-1])
 
 
 def test_cnn_shapes():
-    model = training.small_cnn("gn", channels=(8, 16))
+    model = models.small_cnn("gn", channels=(8, 16))
     assert model(torch.randn(2, 1, 14, 14)).shape == (2, 10)
 
 
@@ -97,7 +160,7 @@ def test_noisy_affine_is_random_in_training_identity_in_eval():
 
 def test_probes_do_not_touch_the_model():
     training.set_seed(0)
-    model = training.mlp((6, 5, 4, 3), norm="bn")
+    model = models.mlp((6, 5, 4, 3), norm="bn")
     X, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     acts = probes.preactivations(model, X)
@@ -119,20 +182,20 @@ def test_distribution_drift():
 
 def test_statistic_groups_found_by_perturbation():
     import normlab.functional as F
-    bn = plotting.statistic_groups(lambda x: F.batch_norm(x, None, None, training=True),
-                                   (3, 4, 2))
+    bn = probes.statistic_groups(lambda x: F.batch_norm(x, None, None, training=True),
+                                 (3, 4, 2))
     assert len(np.unique(bn)) == 4 and (bn == bn[0, :, 0][None, :, None]).all()  # per channel
-    gn = plotting.statistic_groups(lambda x: F.group_norm(x, 2), (3, 4, 2))
+    gn = probes.statistic_groups(lambda x: F.group_norm(x, 2), (3, 4, 2))
     assert len(np.unique(gn)) == 6  # per sample and group of 2 channels
     assert gn[0, 0, 0] == gn[0, 1, 1] and gn[0, 0, 0] != gn[0, 2, 0] != gn[1, 2, 0]
-    ln = plotting.statistic_groups(lambda x: F.layer_norm(x, (4, 2)), (3, 4, 2))
+    ln = probes.statistic_groups(lambda x: F.layer_norm(x, (4, 2)), (3, 4, 2))
     assert len(np.unique(ln)) == 3
 
 
 def test_accuracy_in_train_mode_leaves_the_model_alone():
     d = data.load_mnist(image_size=7)
     training.set_seed(0)
-    model = training.mlp((49, 16, 10), norm="bn")
+    model = models.mlp((49, 16, 10), norm="bn")
     training.train(model, d, steps=50, lr=0.5)
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -1,9 +1,10 @@
-"""normlab.inference: conventions, precise BN, freezing, folding."""
+"""normlab.inference (conventions, precise BN, folding) and the BatchNorm helpers of
+normlab.nn (finding and freezing BatchNorm layers)."""
 import pytest
 import torch
 from torch import nn
 
-from normlab import inference, training
+from normlab import inference, models, training
 from normlab import nn as nlnn
 
 
@@ -69,11 +70,36 @@ def test_recompute_batchnorm_stats_is_the_exact_average():
 
 def test_freeze_keeps_stats_but_trains_affine():
     model = nn.Sequential(nn.Linear(4, 3), nlnn.BatchNorm1d(3)).train()
-    inference.freeze_batchnorm_stats(model)
+    assert nlnn.freeze_batchnorm_stats(model) is model
     before = model[1].running_mean.clone()
     model(torch.randn(8, 4) + 5).sum().backward()
     assert torch.equal(model[1].running_mean, before)
     assert model[1].weight.grad is not None and model[0].training
+
+
+def test_batchnorm_helpers_live_in_normlab_nn():
+    from normlab.nn import batchnorm_layers, freeze_batchnorm_stats, is_batchnorm
+
+    assert nlnn.freeze_batchnorm_stats is freeze_batchnorm_stats
+    model = nn.Sequential(nlnn.BatchNorm2d(3), torch.nn.BatchNorm1d(3),
+                          nlnn.GhostBatchNorm2d(3, 2), nlnn.GroupNorm(1, 3),
+                          nlnn.InstanceNorm2d(3), torch.nn.InstanceNorm2d(3), nlnn.IBNorm(4))
+    assert batchnorm_layers(model) == [model[0], model[1], model[2], model[6].BN]
+    assert not is_batchnorm(model[3]) and not is_batchnorm(model[5])
+    freeze_batchnorm_stats(model.train())
+    assert [m.training for m in model] == [False, False, False, True, True, True, True]
+    assert not model[6].BN.training and model[6].IN.training
+
+
+def test_training_with_frozen_batchnorm_keeps_the_running_statistics():
+    from normlab import data
+    d = data.load_mnist(image_size=7)
+    training.set_seed(0)
+    model = models.mlp((49, 8, 10), norm="bn")
+    before = model[1].running_mean.clone()
+    training.train(model, d, steps=5, lr=0.1, freeze_bn_stats=True)
+    assert torch.equal(model[1].running_mean, before)
+    assert model[1].weight.grad is not None
 
 
 @pytest.mark.parametrize("bn_cls", [nlnn.BatchNorm2d, torch.nn.BatchNorm2d])

@@ -109,11 +109,11 @@ def test_problems_name_each_missing_setting():
 TRAINING = """
 import torch
 import torch.nn.functional as TF
-from normlab import training
+from normlab import models, training
 training.reproducible(0)
 g = torch.Generator().manual_seed(0)
 X, y = torch.randn(64, 1, 12, 12, generator=g), torch.randint(0, 10, (64,), generator=g)
-model = training.small_cnn("bn")
+model = models.small_cnn("bn")
 opt = torch.optim.SGD(model.parameters(), lr=0.5)
 for _ in range(30):
     loss = TF.cross_entropy(model(X), y)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from normlab import nn as nlnn
 from normlab import style
 
 
@@ -50,4 +51,16 @@ def test_stylizer_trains(norm):
     assert len(hist) == 15 and hist[-1] < hist[0]
     assert net(torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="norm"):
-        style.Stylizer("gn")
+        style.Stylizer("batch")
+
+
+@pytest.mark.parametrize("norm,cls", [("in", nlnn.InstanceNorm2d), ("bn", nlnn.BatchNorm2d),
+                                      ("ibn", nlnn.IBNorm), ("gn", nlnn.GroupNorm)])
+def test_stylizer_norms_come_from_the_factory(norm, cls):
+    net = style.Stylizer(norm, width=8)
+    norms = [m for m in net.net if type(m) is cls]
+    assert len(norms) == 3
+    if norm == "in":
+        assert all(m.affine for m in norms)   # Ulyanov et al.'s instance norm has affine
+    with pytest.raises(ValueError, match="dense"):
+        style.Stylizer("rms")                 # not a norm for conv features

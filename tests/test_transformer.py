@@ -2,11 +2,13 @@
 import pytest
 import torch
 
-from normlab.transformer import TinyTransformer, TransformerBlock
+from normlab import nn as nlnn
+from normlab.models import NORM_LAYERS
+from normlab.transformer import TOKEN_NORMS, TinyTransformer, TransformerBlock
 
 
 @pytest.mark.parametrize("placement", ["pre", "post"])
-@pytest.mark.parametrize("norm", ["layer", "rms"])
+@pytest.mark.parametrize("norm", ["ln", "rms"])
 def test_shapes_and_gradients(placement, norm):
     torch.manual_seed(0)
     model = TinyTransformer(vocab=11, d_model=16, n_heads=2, depth=3, placement=placement,
@@ -40,3 +42,12 @@ def test_bad_arguments():
         TransformerBlock(8, 2, placement="middle")
     with pytest.raises(ValueError, match="norm"):
         TransformerBlock(8, 2, norm="batch")
+    with pytest.raises(ValueError, match="each token"):
+        TransformerBlock(8, 2, norm="bn")      # a factory name, but not a per-token norm
+
+
+@pytest.mark.parametrize("norm,cls", [("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm)])
+def test_norms_come_from_the_factory(norm, cls):
+    model = TinyTransformer(vocab=5, d_model=8, n_heads=2, depth=1, norm=norm)
+    assert type(model.blocks[0].norm1) is cls and type(model.final_norm) is cls
+    assert set(TOKEN_NORMS) <= set(NORM_LAYERS)

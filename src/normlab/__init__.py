@@ -1,12 +1,35 @@
 """normlab: verified, readable normalization layers and the course's experiment helpers.
 
+The layers:
+
 * :mod:`normlab.functional` -- ``batch_norm``, ``layer_norm``, ``instance_norm``,
   ``group_norm``, ``rms_norm`` with ``torch.nn.functional``'s signatures.
-* :mod:`normlab.nn` -- the modules (``BatchNorm1d/2d``, ``LayerNorm``, ``InstanceNorm2d``,
-  ``GroupNorm``, ``RMSNorm``, ``IBNorm``).
+* :mod:`normlab.nn` -- the modules (``BatchNorm1d/2d``, ``GhostBatchNorm1d/2d``,
+  ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``, ``IBNorm``) and the helpers
+  that find and freeze a model's BatchNorm layers.
 * :mod:`normlab.numpy_ref` -- NumPy forward/backward pairs with hand-derived gradients.
+
+The experiments:
+
+* :mod:`normlab.data` -- the datasets that ship with installed packages (MNIST digits, images).
+* :mod:`normlab.models` -- normalization layers by name (``norm_layer``), the MLP and the CNN.
+* :mod:`normlab.training` -- the training loop, accuracy, seeding.
+* :mod:`normlab.probes` -- measurements: shared statistics by perturbation, noisy BN,
+  pre-activations, gradient-based covariate shift, the loss landscape.
+* :mod:`normlab.inference` -- BatchNorm at inference: momentum conventions, Caffe statistics,
+  precise BN, folding into convolutions.
+* :mod:`normlab.transformer` -- a small Pre-/Post-LN Transformer.
+* :mod:`normlab.style` -- style as feature statistics: AdaIN, Gram matrices, texture synthesis,
+  a stylization network.
 * :mod:`normlab.exercises` -- graders for the chapters' exercises: ``check(name, fn)``.
-* :mod:`normlab.data`, :mod:`normlab.training`, :mod:`normlab.plotting` -- shared helpers.
+* :mod:`normlab.reference_numerics` -- the CPU code paths the book's outputs were computed
+  under, and the check that a kernel runs under them.
+* :mod:`normlab.numerics` -- variance algorithms in a chosen floating-point precision.
+* :mod:`normlab.mistakes` -- wrong normalizers from published explanations.
+* :mod:`normlab.plotting` -- the course's figure style (applied on import) and shared plots.
+
+Private toolbox: ``_kernels`` (the autograd kernel and the eval-mode affine map) and
+``_checks`` (argument checks).
 """
 from . import functional, nn, numpy_ref
 

@@ -45,6 +45,35 @@ def check_per_channel(name: str, t: Tensor | None, num_channels: int) -> None:
         )
 
 
+def check_channel_args(name: str, input: Tensor, min_dim: int, layout: str,
+                       **per_channel: Tensor | None) -> int:
+    """The checks a per-channel normalizer starts with; returns the channel count ``C``.
+
+    ``input`` must be a floating-point tensor of at least ``min_dim`` dimensions (``layout``
+    describes them in the message), and each keyword tensor (``weight=...``,
+    ``running_mean=...``) ``None`` or of shape ``(C,)``.
+    """
+    check_floating("input", input)
+    check_min_dim(name, input, min_dim, layout)
+    c = input.shape[1]
+    for arg, t in per_channel.items():
+        check_per_channel(arg, t, c)
+    return c
+
+
+def check_input_channels(owner: str, input: Tensor, expected: int) -> None:
+    """Raise ``ValueError`` unless dimension 1 of ``input`` has ``expected`` channels.
+
+    ``owner`` names the module and its setting in the message, e.g.
+    ``"GroupNorm(num_channels=6)"``.
+    """
+    if input.shape[1] != expected:
+        raise ValueError(
+            f"{owner} got input with {input.shape[1]} channels "
+            f"(dimension 1 of shape {tuple(input.shape)})"
+        )
+
+
 def check_shape(name: str, t: Tensor | None, shape: Sequence[int]) -> None:
     """Raise ``ValueError`` unless ``t`` is ``None`` or has exactly ``shape``."""
     if t is None:
@@ -75,6 +104,23 @@ def normalized_shape_tuple(normalized_shape: int | Sequence[int]) -> tuple[int, 
     shape = tuple(int(s) for s in normalized_shape)
     if len(shape) == 0:
         raise ValueError("normalized_shape must name at least one dimension, got ()")
+    return shape
+
+
+def check_trailing_args(name: str, input: Tensor, normalized_shape: int | Sequence[int],
+                        **per_element: Tensor | None) -> tuple[int, ...]:
+    """The checks a normalizer over trailing dimensions starts with; returns
+    ``normalized_shape`` as a tuple.
+
+    ``input`` must be a floating-point tensor whose last dimensions equal
+    ``normalized_shape``, and each keyword tensor (``weight=...``) ``None`` or of exactly that
+    shape.
+    """
+    check_floating("input", input)
+    shape = normalized_shape_tuple(normalized_shape)
+    check_trailing_shape(name, input, shape)
+    for arg, t in per_element.items():
+        check_shape(arg, t, shape)
     return shape
 
 

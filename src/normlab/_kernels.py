@@ -1,4 +1,8 @@
-r"""The one autograd kernel behind every normalizer in :mod:`normlab.functional`.
+r"""The arithmetic behind every normalizer in :mod:`normlab.functional`: one autograd kernel.
+
+:func:`standardize_affine` (the kernel, :class:`StandardizeAffine`, called with keywords) works
+in training mode, where the statistics come from the data; :func:`eval_scale` is the per-channel
+factor of evaluation mode, where they are given.
 
 Every normalizer in this package standardizes a tensor over some set of elements and then
 applies a per-channel affine map. Viewed as a tensor ``x`` of shape ``(N, C, S)`` (samples,
@@ -293,3 +297,28 @@ class StandardizeAffine(torch.autograd.Function):
                 dweight.to(w_dtype) if ctx.needs_input_grad[1] else None,
                 dbias.to(b_dtype) if ctx.needs_input_grad[2] else None,
                 None, None, None, None)
+
+
+def standardize_affine(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, *,
+                       groups: int | None, eps: float, per_position: bool = False,
+                       center: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """:class:`StandardizeAffine` with its options by name: returns ``(y, mean, var)``.
+
+    ``x`` is ``(N, C, S)``; ``groups=None`` for batch statistics, an integer for per-sample
+    groups of channels; ``per_position=True`` for per-position (layer norm's element-wise)
+    ``weight``/``bias`` of shape ``(S,)``; ``center=False`` for RMS normalization.
+    """
+    return StandardizeAffine.apply(x, weight, bias, groups, eps, per_position, center)
+
+
+def eval_scale(var: Tensor, weight: Tensor | None, eps: float) -> Tensor:
+    """The per-channel factor of normalizing with *given* statistics (evaluation mode):
+    ``scale = weight / sqrt(var + eps)`` (``weight`` defaults to 1).
+
+    Shared by eval-mode batch norm, ``(x - mean) * scale + bias``, and by folding a BatchNorm
+    into a convolution, ``W' = scale * W``, so both scale by the same numbers.
+    """
+    scale = torch.rsqrt(var + eps)
+    if weight is not None:
+        scale = scale * weight
+    return scale

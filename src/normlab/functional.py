@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from . import _checks
-from ._kernels import StandardizeAffine
+from ._kernels import eval_scale, standardize_affine
 
 __all__ = ["batch_norm", "layer_norm", "instance_norm", "group_norm", "rms_norm"]
 
@@ -41,11 +41,11 @@ def _normalize_with(x: Tensor, mean: Tensor, var: Tensor, weight: Tensor | None,
     """``(x - mean) / sqrt(var + eps) * weight + bias`` with given per-channel ``mean``/``var``.
 
     Used in inference mode: the statistics are constants, the map is affine in ``x``, and plain
-    autograd differentiates it.
+    autograd differentiates it. The input is centred before it is scaled (not
+    ``x * scale + (bias - mean * scale)``), which keeps its digits when the mean is large
+    compared with the spread.
     """
-    scale = torch.rsqrt(var.to(x.dtype) + eps)
-    if weight is not None:
-        scale = scale * weight
+    scale = eval_scale(var.to(x.dtype), weight, eps)
     out = (x - _per_channel_view(mean.to(x.dtype), x)) * _per_channel_view(scale, x)
     if bias is not None:
         out = out + _per_channel_view(bias, x)
@@ -78,12 +78,9 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     Returns:
         A tensor of the shape of ``input``.
     """
-    _checks.check_floating("input", input)
-    _checks.check_min_dim("batch_norm", input, 2, "(N, C) or (N, C, *)")
-    c = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):
-        _checks.check_per_channel(name, t, c)
+    c = _checks.check_channel_args("batch_norm", input, 2, "(N, C) or (N, C, *)",
+                                   running_mean=running_mean, running_var=running_var,
+                                   weight=weight, bias=bias)
     _checks.check_eps(eps)
     if not training:
         if running_mean is None or running_var is None:
@@ -102,7 +99,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             f"evaluation mode, or a per-sample normalizer (LayerNorm/GroupNorm)"
         )
     n = input.shape[0]
-    y, mean, var = StandardizeAffine.apply(input.reshape(n, c, -1), weight, bias, None, eps)
+    y, mean, var = standardize_affine(input.reshape(n, c, -1), weight, bias, groups=None,
+                                      eps=eps)
     if running_mean is not None:
         _update_running(running_mean, mean, momentum)
     if running_var is not None:
@@ -128,13 +126,12 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None,
         use_input_stats: normalize with each instance's own statistics (the usual case).
         momentum, eps: as in :func:`batch_norm`.
     """
-    _checks.check_floating("input", input)
-    _checks.check_min_dim("instance_norm", input, 3, "(N, C, *) with spatial dimensions")
-    n, c = input.shape[:2]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):
-        _checks.check_per_channel(name, t, c)
+    c = _checks.check_channel_args("instance_norm", input, 3,
+                                   "(N, C, *) with spatial dimensions",
+                                   running_mean=running_mean, running_var=running_var,
+                                   weight=weight, bias=bias)
     _checks.check_eps(eps)
+    n = input.shape[0]
     if not use_input_stats:
         if running_mean is None or running_var is None:
             raise ValueError("instance_norm with use_input_stats=False needs running_mean "
@@ -148,7 +145,7 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None,
             f"instance_norm needs more than 1 spatial element per channel, got input of shape "
             f"{tuple(input.shape)}: a single position normalizes to 0 and carries no information"
         )
-    y, mean, var = StandardizeAffine.apply(input.reshape(n, c, -1), weight, bias, c, eps)
+    y, mean, var = standardize_affine(input.reshape(n, c, -1), weight, bias, groups=c, eps=eps)
     if running_mean is not None:
         _update_running(running_mean, mean.mean(dim=0), momentum)
     if running_var is not None:
@@ -171,9 +168,9 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
         num_groups: must divide ``C``.
         weight, bias: ``(C,)`` or ``None``.
     """
-    _checks.check_floating("input", input)
-    _checks.check_min_dim("group_norm", input, 2, "(N, C, *)")
-    n, c = input.shape[:2]
+    c = _checks.check_channel_args("group_norm", input, 2, "(N, C, *)", weight=weight,
+                                   bias=bias)
+    n = input.shape[0]
     if not isinstance(num_groups, int) or num_groups < 1:
         raise ValueError(f"num_groups must be a positive integer, got {num_groups!r}")
     if c % num_groups != 0:
@@ -181,8 +178,6 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
             f"num_groups={num_groups} must divide the number of channels C={c} "
             f"(input shape {tuple(input.shape)})"
         )
-    _checks.check_per_channel("weight", weight, c)
-    _checks.check_per_channel("bias", bias, c)
     _checks.check_eps(eps)
     positions = input.numel() // (n * c) if n * c else 0
     if (c // num_groups) * positions <= 1:
@@ -190,7 +185,8 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
             f"group_norm needs more than 1 value per group, got input of shape "
             f"{tuple(input.shape)} with num_groups={num_groups}"
         )
-    y, _, _ = StandardizeAffine.apply(input.reshape(n, c, -1), weight, bias, num_groups, eps)
+    y, _, _ = standardize_affine(input.reshape(n, c, -1), weight, bias, groups=num_groups,
+                                 eps=eps)
     return y.view(input.shape)
 
 
@@ -209,11 +205,8 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int],
         normalized_shape: the trailing dimensions to normalize over.
         weight, bias: shape ``normalized_shape`` or ``None``.
     """
-    _checks.check_floating("input", input)
-    shape = _checks.normalized_shape_tuple(normalized_shape)
-    _checks.check_trailing_shape("layer_norm", input, shape)
-    _checks.check_shape("weight", weight, shape)
-    _checks.check_shape("bias", bias, shape)
+    shape = _checks.check_trailing_args("layer_norm", input, normalized_shape, weight=weight,
+                                        bias=bias)
     _checks.check_eps(eps)
     d = math.prod(shape)
     # Every leading index is a "sample" with one channel whose D positions share one
@@ -221,7 +214,7 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int],
     rows = input.reshape(-1, 1, d)
     w = weight.reshape(d) if weight is not None else None
     b = bias.reshape(d) if bias is not None else None
-    y, _, _ = StandardizeAffine.apply(rows, w, b, 1, eps, True)
+    y, _, _ = standardize_affine(rows, w, b, groups=1, eps=eps, per_position=True)
     return y.view(input.shape)
 
 
@@ -240,10 +233,7 @@ def rms_norm(input: Tensor, normalized_shape: int | Sequence[int],
         weight: shape ``normalized_shape`` or ``None``.
         eps: defaults to ``torch.finfo(input.dtype).eps``, as in PyTorch.
     """
-    _checks.check_floating("input", input)
-    shape = _checks.normalized_shape_tuple(normalized_shape)
-    _checks.check_trailing_shape("rms_norm", input, shape)
-    _checks.check_shape("weight", weight, shape)
+    shape = _checks.check_trailing_args("rms_norm", input, normalized_shape, weight=weight)
     if eps is None:
         eps = torch.finfo(input.dtype).eps
     _checks.check_eps(eps)
@@ -252,5 +242,5 @@ def rms_norm(input: Tensor, normalized_shape: int | Sequence[int],
     # statistic is the mean square, which cannot cancel.
     rows = input.reshape(-1, 1, d)
     w = weight.reshape(d) if weight is not None else None
-    y, _, _ = StandardizeAffine.apply(rows, w, None, 1, eps, True, False)
+    y, _, _ = standardize_affine(rows, w, groups=1, eps=eps, per_position=True, center=False)
     return y.view(input.shape)

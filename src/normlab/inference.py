@@ -5,9 +5,11 @@ r"""BatchNorm at inference time: running statistics, framework conventions, fold
 * :class:`CaffeBatchNormState` -- Caffe's accumulate-and-divide running statistics.
 * :func:`recompute_batchnorm_stats` -- "precise BN": re-estimate the running statistics of a
   trained model as an exact average over many batches.
-* :func:`freeze_batchnorm_stats` -- put every BatchNorm layer in eval mode (for fine-tuning).
 * :func:`fold_batchnorm` / :func:`fuse_conv_bn` -- fold an eval-mode BatchNorm into the
   preceding convolution.
+
+Finding and freezing a model's BatchNorm layers (:func:`normlab.nn.batchnorm_layers`,
+:func:`normlab.nn.freeze_batchnorm_stats`) lives in :mod:`normlab.nn`, next to the layers.
 
 Conventions, side by side (``m`` is the number written in the framework's configuration):
 
@@ -26,9 +28,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .nn.batchnorm import _BatchNorm
-
-_BN_TYPES = (nn.modules.batchnorm._BatchNorm, _BatchNorm)
+from . import nn as nlnn
+from ._kernels import eval_scale
 
 
 # ---------------------------------------------------------------------------- conventions
@@ -102,23 +103,6 @@ class CaffeBatchNormState:
 
 
 # ---------------------------------------------------------------- statistics of a model
-def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
-    """Every BatchNorm layer of ``model`` (``torch.nn`` and ``normlab.nn`` alike)."""
-    return [m for m in model.modules() if isinstance(m, _BN_TYPES)]
-
-
-def freeze_batchnorm_stats(model: nn.Module) -> nn.Module:
-    """Put every BatchNorm layer in eval mode, leaving the rest of the model as it is.
-
-    Call it *after* ``model.train()``: the frozen layers normalize with their running
-    statistics and stop updating them, while their ``weight``/``bias`` still receive gradients.
-    This is the usual way to fine-tune a pretrained network with small batches.
-    """
-    for layer in batchnorm_layers(model):
-        layer.eval()
-    return model
-
-
 @torch.no_grad()
 def recompute_batchnorm_stats(model: nn.Module, X: Tensor, batch_size: int = 256) -> nn.Module:
     """"Precise BN": replace every running statistic by an exact average over ``X``.
@@ -128,7 +112,7 @@ def recompute_batchnorm_stats(model: nn.Module, X: Tensor, batch_size: int = 256
     in batches of ``batch_size``, then restores the momenta and the model's mode. The model's
     weights are not changed. Returns the model.
     """
-    layers = batchnorm_layers(model)
+    layers = nlnn.batchnorm_layers(model)
     if not layers:
         raise ValueError("the model has no BatchNorm layer whose statistics could be recomputed")
     saved = [(layer, layer.momentum) for layer in layers]
@@ -150,12 +134,13 @@ def recompute_batchnorm_stats(model: nn.Module, X: Tensor, batch_size: int = 256
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     r"""A new convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode.
 
-    With :math:`s_c = \gamma_c / \sqrt{\text{running\_var}_c + \epsilon}`:
+    With :math:`s_c = \gamma_c / \sqrt{\text{running\_var}_c + \epsilon}` (the factor
+    eval-mode :func:`normlab.functional.batch_norm` scales by):
     :math:`W'_c = s_c W_c` and :math:`b'_c = s_c (b_c - \text{running\_mean}_c) + \beta_c`.
     Valid only for inference: in training BatchNorm uses batch statistics, which no fixed
     convolution can reproduce.
     """
-    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, _BN_TYPES):
+    if not isinstance(conv, nn.Conv2d) or not nlnn.is_batchnorm(bn):
         raise TypeError("fold_batchnorm expects a Conv2d followed by a BatchNorm layer, got "
                         f"{type(conv).__name__} and {type(bn).__name__}")
     if bn.num_features != conv.out_channels:
@@ -164,9 +149,7 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
     if bn.running_mean is None:
         raise ValueError("BatchNorm without running statistics (track_running_stats=False) "
                          "uses batch statistics even in eval mode and cannot be folded")
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
+    scale = eval_scale(bn.running_var, bn.weight, bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     shift = (bias - bn.running_mean) * scale
     if bn.bias is not None:
@@ -188,7 +171,7 @@ def fuse_conv_bn(model: nn.Sequential) -> nn.Sequential:
     while i < len(layers):
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if isinstance(layer, nn.Conv2d) and isinstance(nxt, _BN_TYPES):
+        if isinstance(layer, nn.Conv2d) and nlnn.is_batchnorm(nxt):
             out.append(fold_batchnorm(layer, nxt))
             i += 2
         else:

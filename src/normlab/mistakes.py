@@ -2,7 +2,8 @@
 
 Each function reproduces one recurring error so that the chapters can show, numerically, that
 it changes the result. None of them should be used for anything else; the correct versions
-are in :mod:`normlab.functional`.
+are in :mod:`normlab.functional`. The one-pass variance :math:`E[x^2]-E[x]^2`, a mistake of
+precision rather than of formula, is :func:`normlab.numerics.variance_one_pass`.
 """
 from __future__ import annotations
 
@@ -49,9 +50,3 @@ def running_average_without_complement(running: Tensor, batch: Tensor,
     """``momentum * running + batch``: the ``(1 - momentum)`` factor on the new value is
     missing, so the average settles at ``batch / (1 - momentum)``."""
     return momentum * running + batch
-
-
-def variance_one_pass(x: Tensor, dim: int = -1) -> Tensor:
-    """``E[x^2] - E[x]^2`` in the input's precision: cancels catastrophically when the mean is
-    large compared with the spread, and can even come out negative."""
-    return (x * x).mean(dim) - x.mean(dim) ** 2

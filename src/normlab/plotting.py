@@ -1,4 +1,8 @@
-"""Plotting helpers so every chapter's figures look alike and stay small."""
+"""Figures: the course's matplotlib style and the plots the chapters share.
+
+Importing this module applies :func:`use_course_style`, so every chapter that draws with it (or
+imports it first) gets figures that look alike and stay small.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -43,37 +47,10 @@ def plot_band(ax, runs: Sequence[Sequence[float]], label: str, x=None, color=Non
     ax.fill_between(x, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.2, lw=0)
 
 
-def statistic_groups(fn, shape: Sequence[int]) -> np.ndarray:
-    """Which elements of an input of ``shape`` share a normalization statistic under ``fn``.
-
-    Found by experiment rather than from a description: each element of a random float64
-    input is perturbed in turn, and every output element that changes is put in that
-    element's group. ``fn`` must be a normalization without learned parameters (e.g.
-    ``lambda x: normlab.functional.group_norm(x, 2)``). Returns integer labels of ``shape``;
-    equal labels share a mean and a variance.
-    """
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
-    base = fn(x)
-    labels = -np.ones(tuple(shape), dtype=int)
-    next_label = 0
-    for idx in np.ndindex(*shape):
-        if labels[idx] >= 0:
-            continue
-        xp = x.clone()
-        xp[idx] += 1.0
-        changed = ((fn(xp) - base).abs() > 1e-12).numpy()
-        changed[idx] = True
-        labels[changed] = next_label
-        next_label += 1
-    return labels
-
-
 def plot_statistic_groups(ax, labels: np.ndarray, title: str = "") -> None:
-    """Draw an ``(N, C, S)`` label array: one block per sample (channels down, positions
-    across), each element coloured by the statistic it shares."""
+    """Draw an ``(N, C, S)`` label array (from :func:`normlab.probes.statistic_groups`): one
+    block per sample (channels down, positions across), each element coloured by the statistic
+    it shares."""
     n, c, s = labels.shape
     # ten clearly different colours when they suffice; twenty otherwise
     cmap = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
@@ -96,3 +73,6 @@ def plot_statistic_groups(ax, labels: np.ndarray, title: str = "") -> None:
     ax.set_xlabel("positions (H·W) of each sample")
     if title:
         ax.set_title(title)
+
+
+use_course_style()

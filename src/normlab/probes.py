@@ -1,5 +1,7 @@
-"""Measurements taken *on* a network during training, shared by the chapters.
+"""Probes: experiments that measure what a normalizer or a network does, shared by the chapters.
 
+* :func:`statistic_groups` -- which elements share a statistic under a normalizer, found by
+  perturbing its input one element at a time.
 * :class:`NoisyAffine` -- the "noisy BatchNorm" of Santurkar et al. (2018): a random,
   time-varying shift and scale injected after a normalization layer.
 * :func:`preactivations` -- the inputs of every activation module on a probe batch.
@@ -8,7 +10,7 @@
   shift: how much a layer's gradient changes when the layers before it take their step.
 * :func:`landscape_probe` -- loss and gradient along the gradient direction (smoothness).
 
-Every probe works on a deep copy of the model, so probing never changes the training run
+Every probe of a model works on a deep copy of it, so probing never changes the training run
 (running statistics, parameters and random streams of the real model are untouched).
 """
 from __future__ import annotations
@@ -16,8 +18,36 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as TF
 from torch import Tensor, nn
+
+
+def statistic_groups(fn, shape: Sequence[int]) -> np.ndarray:
+    """Which elements of an input of ``shape`` share a normalization statistic under ``fn``.
+
+    Found by experiment rather than from a description: each element of a random float64
+    input is perturbed in turn, and every output element that changes is put in that
+    element's group. ``fn`` must be a normalization without learned parameters (e.g.
+    ``lambda x: normlab.functional.group_norm(x, 2)``). Returns integer labels of ``shape``;
+    equal labels share a mean and a variance.
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
+    base = fn(x)
+    labels = -np.ones(tuple(shape), dtype=int)
+    next_label = 0
+    for idx in np.ndindex(*shape):
+        if labels[idx] >= 0:
+            continue
+        xp = x.clone()
+        xp[idx] += 1.0
+        changed = ((fn(xp) - base).abs() > 1e-12).numpy()
+        changed[idx] = True
+        labels[changed] = next_label
+        next_label += 1
+    return labels
 
 
 class NoisyAffine(nn.Module):
@@ -86,13 +116,15 @@ def distribution_drift(snapshots: Sequence[Tensor]) -> Tensor:
     return ((mus[1:] - mus[:-1]).abs() + (sds[1:] - sds[:-1]).abs()).mean(1)
 
 
-def _linear_layers(model: nn.Module) -> list[nn.Linear]:
+def _weight_layers(model: nn.Module) -> list[nn.Module]:
+    """The ``Linear`` and ``Conv2d`` layers of ``model``, in module order: the layers whose
+    weight gradients :func:`gradient_ics` compares."""
     return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
 def _loss_and_grads(model: nn.Module, X: Tensor, y: Tensor) -> tuple[float, list[Tensor]]:
     model.zero_grad(set_to_none=True)
-    loss = nn.functional.cross_entropy(model(X), y)
+    loss = TF.cross_entropy(model(X), y)
     loss.backward()
     return loss.item(), [p.grad.detach().clone() for p in model.parameters()]
 
@@ -109,7 +141,7 @@ def gradient_ics(model: nn.Module, X: Tensor, y: Tensor, lr: float) -> list[tupl
     _, grads = _loss_and_grads(base, X, y)
     params = list(base.parameters())
     grad_of = {id(p): g for p, g in zip(params, grads)}
-    layers = _linear_layers(base)
+    layers = _weight_layers(base)
     layer_of_param = {}
     for i, layer in enumerate(layers):
         for p in layer.parameters(recurse=False):
@@ -134,7 +166,7 @@ def gradient_ics(model: nn.Module, X: Tensor, y: Tensor, lr: float) -> list[tupl
         g = grad_of[id(layer.weight)]
         g2 = dict(zip((id(p) for p in base.parameters()), new_grads))[id(layer.weight)]
         results.append(((g - g2).norm().item(),
-                        nn.functional.cosine_similarity(g.flatten(), g2.flatten(), 0).item()))
+                        TF.cosine_similarity(g.flatten(), g2.flatten(), 0).item()))
     return results
 
 

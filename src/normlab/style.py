@@ -10,7 +10,8 @@ content (objects, large-scale structure), and the chapter says so.
 * :class:`RandomFilterBank` -- the fixed feature extractor.
 * :func:`channel_stats`, :func:`adain`, :func:`gram` -- the two views of style.
 * :func:`style_loss`, :func:`synthesize_texture` -- texture synthesis by optimization.
-* :class:`Stylizer`, :func:`train_stylizer` -- a small feed-forward stylization network.
+* :class:`Stylizer`, :func:`train_stylizer` -- a small feed-forward stylization network
+  (its norm built by :func:`normlab.models.norm_layer`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor, nn
 
-from . import nn as nlnn
+from .models import norm_layer
 
 
 class RandomFilterBank(nn.Module):
@@ -119,27 +120,18 @@ def synthesize_texture(target: Tensor, bank: RandomFilterBank, kind: str = "stat
 
 class Stylizer(nn.Module):
     """A small image-to-image network: ``Conv -> norm -> ReLU`` three times, then a 1x1 conv
-    back to RGB and a sigmoid. ``norm`` is ``"in"`` (:class:`normlab.nn.InstanceNorm2d` with
-    affine parameters, as in Ulyanov et al.), ``"bn"`` (:class:`normlab.nn.BatchNorm2d`) or
-    ``"ibn"`` (:class:`normlab.nn.IBNorm`)."""
+    back to RGB and a sigmoid. ``norm`` is a :func:`normlab.models.norm_layer` name for conv
+    features, e.g. ``"in"`` (:class:`normlab.nn.InstanceNorm2d` with affine parameters, as in
+    Ulyanov et al.), ``"bn"`` (:class:`normlab.nn.BatchNorm2d`) or ``"ibn"``
+    (:class:`normlab.nn.IBNorm`)."""
 
     def __init__(self, norm: str = "in", width: int = 16) -> None:
         super().__init__()
-
-        def make(c: int) -> nn.Module:
-            if norm == "in":
-                return nlnn.InstanceNorm2d(c, affine=True)
-            if norm == "bn":
-                return nlnn.BatchNorm2d(c)
-            if norm == "ibn":
-                return nlnn.IBNorm(c)
-            raise ValueError(f"norm must be 'in', 'bn' or 'ibn', got {norm!r}")
-
         layers: list[nn.Module] = []
         c_in = 3
         for k in (5, 3, 3):
             layers += [nn.Conv2d(c_in, width, k, padding=k // 2, padding_mode="reflect"),
-                       make(width), nn.ReLU()]
+                       norm_layer(norm, width, spatial=True), nn.ReLU()]
             c_in = width
         layers += [nn.Conv2d(width, 3, 1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)

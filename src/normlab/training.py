@@ -1,24 +1,22 @@
-"""The small models and the one training loop that every chapter's experiments use.
+"""Training and seeding: the one training loop of the experiments, its accuracy, the seeds.
 
 Kept deliberately plain: full tensors in memory, seeded mini-batch order, SGD by default, and a
-:class:`History` of what was measured. Determinism: every run takes a ``seed`` that fixes the
-initialization and the batch order, so a chapter's stored outputs reproduce exactly.
+:class:`History` of what was measured. Determinism: :func:`set_seed` before building a model
+fixes its initialization and :func:`train`'s ``seed`` the batch order, so a chapter's stored
+outputs reproduce exactly. The models themselves are built by :mod:`normlab.models`.
 """
 from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from . import nn as nlnn
 from . import reference_numerics
-from .inference import freeze_batchnorm_stats
-
-NormFactory = Callable[[int], nn.Module]
+from .nn import freeze_batchnorm_stats
 
 
 def reproducible(seed: int = 0, threads: int = 1) -> None:
@@ -29,19 +27,15 @@ def reproducible(seed: int = 0, threads: int = 1) -> None:
     little), convolutions without oneDNN, and the environment of
     :mod:`normlab.reference_numerics` make stored outputs reproducible on any x86-64 machine
     with AVX2. Elsewhere -- or in a kernel started without that environment -- it prints one
-    line saying why the numbers may differ from the book's. Also applies the course's figure
-    style.
+    line saying why the numbers may differ from the book's.
     """
     import numpy as np
-
-    from .plotting import use_course_style
 
     torch.set_num_threads(threads)
     reference_numerics.apply_in_process()
     _tell_if_off_reference()
     torch.manual_seed(seed)
     np.random.seed(seed)
-    use_course_style()
 
 
 _told_off_reference = False
@@ -60,83 +54,9 @@ def _tell_if_off_reference() -> None:
         _told_off_reference = True
 
 
-def set_seed(seed: int) -> torch.Generator:
-    """Seed torch's global generator and return a fresh generator for batch order."""
+def set_seed(seed: int) -> None:
+    """Seed torch's global generator, e.g. before building a model (its initial weights)."""
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
-               groups: int = 8, ghost_batch_size: int | None = None) -> nn.Module:
-    """A ``normlab`` normalization layer by name, for dense (``spatial=False``) or conv features.
-
-    ``kind``: ``"bn"``, ``"ln"``, ``"gn"``, ``"in"`` or ``None``/``"none"`` (identity). For conv
-    features ``"ln"`` is ``GroupNorm(1, C)`` (layer norm over C, H, W with per-channel affine)
-    and ``"in"`` is ``GroupNorm(C, C)`` (instance norm with affine); ``groups`` is GN's group
-    count (reduced to a divisor of ``num_features``). With ``ghost_batch_size``, ``"bn"`` is a
-    :class:`normlab.nn.GhostBatchNorm2d` / ``GhostBatchNorm1d`` (statistics over groups of
-    that many samples, as on several devices without synchronized statistics).
-    """
-    kind = (kind or "none").lower()
-    if kind == "none":
-        return nn.Identity()
-    if kind == "bn":
-        if ghost_batch_size is not None:
-            cls = nlnn.GhostBatchNorm2d if spatial else nlnn.GhostBatchNorm1d
-            return cls(num_features, ghost_batch_size)
-        return nlnn.BatchNorm2d(num_features) if spatial else nlnn.BatchNorm1d(num_features)
-    if kind == "ln":
-        return nlnn.GroupNorm(1, num_features) if spatial else nlnn.LayerNorm(num_features)
-    if kind == "gn":
-        g = max(d for d in range(1, min(groups, num_features) + 1) if num_features % d == 0)
-        return nlnn.GroupNorm(g, num_features)
-    if kind == "in":
-        if not spatial:
-            raise ValueError("instance norm needs spatial features (conv layers)")
-        return nlnn.GroupNorm(num_features, num_features)
-    raise ValueError(f"unknown norm kind {kind!r}; use 'bn', 'ln', 'gn', 'in' or 'none'")
-
-
-def mlp(sizes: Sequence[int], norm: str | None = None,
-        activation: Callable[[], nn.Module] = nn.Sigmoid,
-        after_norm: Callable[[int, int], nn.Module] | None = None,
-        groups: int = 8, ghost_batch_size: int | None = None) -> nn.Sequential:
-    """``Linear -> [norm] -> [after_norm] -> activation`` blocks, then a final ``Linear``.
-
-    ``sizes = (784, 100, 100, 10)`` gives two hidden layers. The norm sits between the linear
-    map and the non-linearity, as in the BatchNorm paper. ``after_norm(width, layer_index)``,
-    if given, builds a module inserted after each norm (e.g. a noise injection).
-    """
-    if len(sizes) < 2:
-        raise ValueError(f"sizes needs at least input and output widths, got {sizes}")
-    layers: list[nn.Module] = []
-    for i, (d_in, d_out) in enumerate(zip(sizes[:-2], sizes[1:-1])):
-        layers += [nn.Linear(d_in, d_out),
-                   norm_layer(norm, d_out, spatial=False, groups=groups,
-                              ghost_batch_size=ghost_batch_size)]
-        if after_norm is not None:
-            layers.append(after_norm(d_out, i))
-        layers.append(activation())
-    layers.append(nn.Linear(sizes[-2], sizes[-1]))
-    return nn.Sequential(*layers)
-
-
-def small_cnn(norm: str | None = None, channels: Sequence[int] = (16, 32),
-              in_channels: int = 1, num_classes: int = 10, groups: int = 8,
-              ghost_batch_size: int | None = None) -> nn.Sequential:
-    """``[Conv3x3 -> norm -> ReLU -> MaxPool2]`` per entry of ``channels``, global average
-    pooling, and a linear classifier. Works for any input size of at least ``2**len(channels)``.
-    """
-    layers: list[nn.Module] = []
-    c_in = in_channels
-    for c in channels:
-        layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=norm in (None, "none")),
-                   norm_layer(norm, c, spatial=True, groups=groups,
-                              ghost_batch_size=ghost_batch_size), nn.ReLU(),
-                   nn.MaxPool2d(2)]
-        c_in = c
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
-    return nn.Sequential(*layers)
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator,

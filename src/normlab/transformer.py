@@ -14,27 +14,31 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import nn as nlnn
+from .models import norm_layer
+
+#: The :func:`normlab.models.norm_layer` names that normalize each token on its own, over
+#: ``d_model``: the norms a Transformer block can use.
+TOKEN_NORMS = ("ln", "rms")
 
 
 def _norm(kind: str, d_model: int) -> nn.Module:
-    if kind == "layer":
-        return nlnn.LayerNorm(d_model)
-    if kind == "rms":
-        return nlnn.RMSNorm(d_model)
-    raise ValueError(f"norm must be 'layer' or 'rms', got {kind!r}")
+    if kind not in TOKEN_NORMS:
+        raise ValueError(f"norm must be one of {', '.join(map(repr, TOKEN_NORMS))} (a norm that "
+                         f"normalizes each token on its own), got {kind!r}")
+    return norm_layer(kind, d_model, spatial=False)
 
 
 class TransformerBlock(nn.Module):
     """Self-attention and a feed-forward layer, each with a residual connection and a norm.
 
     Input and output ``(batch, tokens, d_model)``. ``placement`` is ``"pre"`` or ``"post"``;
-    ``norm`` is ``"layer"`` (:class:`normlab.nn.LayerNorm`) or ``"rms"``
-    (:class:`normlab.nn.RMSNorm`). Each token is normalized on its own, over ``d_model``.
+    ``norm`` is ``"ln"`` (:class:`normlab.nn.LayerNorm`) or ``"rms"``
+    (:class:`normlab.nn.RMSNorm`), as named by :func:`normlab.models.norm_layer`. Each token
+    is normalized on its own, over ``d_model``.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None,
-                 placement: str = "pre", norm: str = "layer") -> None:
+                 placement: str = "pre", norm: str = "ln") -> None:
         super().__init__()
         if placement not in ("pre", "post"):
             raise ValueError(f"placement must be 'pre' or 'post', got {placement!r}")
@@ -62,7 +66,7 @@ class TinyTransformer(nn.Module):
 
     def __init__(self, vocab: int, d_model: int = 32, n_heads: int = 4, depth: int = 6,
                  max_len: int = 64, n_out: int | None = None, placement: str = "pre",
-                 norm: str = "layer") -> None:
+                 norm: str = "ln") -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
         self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .. import _checks
 
 
-class _NormBase(nn.Module):
+class NormBase(nn.Module):
     """Per-channel affine parameters and running statistics for ``num_features`` channels.
 
     Running statistics are *buffers*: they are saved in the ``state_dict``, moved by
@@ -73,12 +73,8 @@ class _NormBase(nn.Module):
                 "track_running_stats={track_running_stats}".format(**self.__dict__))
 
     def _check_channels(self, input: Tensor) -> None:
-        channels = input.shape[1]
-        if channels != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}(num_features={self.num_features}) got input with "
-                f"{channels} channels (dimension 1 of shape {tuple(input.shape)})"
-            )
+        _checks.check_input_channels(f"{type(self).__name__}(num_features={self.num_features})",
+                                     input, self.num_features)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs):

@@ -1,15 +1,22 @@
-"""``BatchNorm1d`` and ``BatchNorm2d``: normalize each channel with the batch's statistics."""
+"""BatchNorm: normalize each channel with the batch's statistics; find and freeze BN layers.
+
+* :class:`BatchNorm1d`, :class:`BatchNorm2d`, :class:`GhostBatchNorm1d`,
+  :class:`GhostBatchNorm2d` -- the modules.
+* :func:`is_batchnorm`, :func:`batchnorm_layers` -- recognize BatchNorm layers (``torch.nn``'s
+  and ``normlab.nn``'s alike).
+* :func:`freeze_batchnorm_stats` -- put every BatchNorm layer of a model in eval mode.
+"""
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import _checks
 from .. import functional as F
-from ._base import _NormBase
+from ._base import NormBase
 
 
-class _BatchNorm(_NormBase):
+class _BatchNorm(NormBase):
     """Training: batch statistics, running estimates updated. Eval: running estimates.
 
     The mode is ``self.training`` (set by ``.train()``/``.eval()``), never whether gradients
@@ -121,3 +128,30 @@ class GhostBatchNorm1d(_GhostBatchNorm, BatchNorm1d):
 
 class GhostBatchNorm2d(_GhostBatchNorm, BatchNorm2d):
     """:class:`BatchNorm2d` with statistics over groups of ``ghost_batch_size`` samples."""
+
+
+# ------------------------------------------------------------- BatchNorm layers of a model
+_BATCHNORM_TYPES = (nn.modules.batchnorm._BatchNorm, _BatchNorm)
+
+
+def is_batchnorm(module: nn.Module) -> bool:
+    """Whether ``module`` is a BatchNorm layer of ``torch.nn`` or ``normlab.nn`` (any
+    dimension, ghost batch norm included)."""
+    return isinstance(module, _BATCHNORM_TYPES)
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm layer of ``model`` (``torch.nn`` and ``normlab.nn`` alike)."""
+    return [m for m in model.modules() if is_batchnorm(m)]
+
+
+def freeze_batchnorm_stats(model: nn.Module) -> nn.Module:
+    """Put every BatchNorm layer in eval mode, leaving the rest of the model as it is.
+
+    Call it *after* ``model.train()``: the frozen layers normalize with their running
+    statistics and stop updating them, while their ``weight``/``bias`` still receive gradients.
+    This is the usual way to fine-tune a pretrained network with small batches.
+    """
+    for layer in batchnorm_layers(model):
+        layer.eval()
+    return model

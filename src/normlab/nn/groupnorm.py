@@ -39,11 +39,8 @@ class GroupNorm(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         _checks.check_floating("input", input)
         _checks.check_min_dim("GroupNorm", input, 2, "(N, C, *)")
-        if input.shape[1] != self.num_channels:
-            raise ValueError(
-                f"GroupNorm(num_channels={self.num_channels}) got input with "
-                f"{input.shape[1]} channels (dimension 1 of shape {tuple(input.shape)})"
-            )
+        _checks.check_input_channels(f"GroupNorm(num_channels={self.num_channels})", input,
+                                     self.num_channels)
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

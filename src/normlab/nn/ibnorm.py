@@ -42,10 +42,7 @@ class IBNorm(nn.Module):
         if input.dim() != 4:
             raise ValueError(f"IBNorm expects 4-D (N, C, H, W) input, got {input.dim()}-D "
                              f"input of shape {tuple(input.shape)}")
-        if input.shape[1] != self.num_features:
-            raise ValueError(
-                f"IBNorm(num_features={self.num_features}) got input with {input.shape[1]} "
-                f"channels (dimension 1 of shape {tuple(input.shape)})"
-            )
+        _checks.check_input_channels(f"IBNorm(num_features={self.num_features})", input,
+                                     self.num_features)
         inst, batch = torch.split(input, [self.half, self.num_features - self.half], dim=1)
         return torch.cat((self.IN(inst), self.BN(batch)), dim=1)

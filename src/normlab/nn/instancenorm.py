@@ -5,10 +5,10 @@ from torch import Tensor
 
 from .. import _checks
 from .. import functional as F
-from ._base import _NormBase
+from ._base import NormBase
 
 
-class InstanceNorm2d(_NormBase):
+class InstanceNorm2d(NormBase):
     """Instance norm over ``(N, C, H, W)`` or unbatched ``(C, H, W)`` input.
 
     Statistics per sample and channel over H and W. Mirrors :class:`torch.nn.InstanceNorm2d`,
