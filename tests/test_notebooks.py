@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from notebook_gate import first_heading, fixture_notebook, notebook_problems
+from prose_numbers import unchecked_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -72,6 +74,15 @@ def test_gate_catches_stored_errors_and_warnings(tmp_path):
     assert any("stored warning" in p for p in notebook_problems(nb))
 
 
+def test_gate_allows_only_a_starter_stub_to_store_its_error(tmp_path):
+    stub = ("def f():\n    raise NotImplementedError\nf()", ["raises-exception"])
+    assert notebook_problems(fixture_notebook(tmp_path / "stub.ipynb", stub,
+                                              execute=True)) == []
+    other = ("raise ValueError('broken')", ["raises-exception"])
+    assert any("stored error ValueError" in p for p in notebook_problems(
+        fixture_notebook(tmp_path / "other.ipynb", other, execute=True)))
+
+
 def test_gate_catches_a_figure_that_did_not_render(tmp_path):
     code = "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"
     nb = fixture_notebook(tmp_path / "nofig.ipynb", code, execute=True)
@@ -106,3 +117,56 @@ def test_failing_cell_fails_nbval_and_the_strict_book_build(tmp_path):
                          env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert res.returncode != 0, "the strict book build passed a failing cell"
     assert "this cell fails" in res.stdout + res.stderr
+
+
+# ------------------------------------------------------ numbers in the prose come from cells
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.name for p in CHAPTERS])
+def test_prose_numbers_are_glued_asserted_or_cited(path):
+    assert unchecked_numbers(path) == []
+
+
+def test_prose_number_gate_bites(tmp_path):
+    def chapter(markdown: str, code: str = "lr = 0.5") -> Path:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell(markdown), nbformat.v4.new_code_cell(code)]
+        path = tmp_path / "c.ipynb"
+        nbformat.write(nb, path)
+        return path
+
+    assert unchecked_numbers(chapter("BN reaches 0.857 here.")) == ["'BN reaches 0.857 here.': 0.857"]
+    assert unchecked_numbers(chapter("a 12.5 % gap and a 1.7x speed-up")) == [
+        "'a 12.5 % gap and a 1.7x speed-up': 12.5 %", "'a 12.5 % gap and a 1.7x speed-up': 1.7x"]
+    fine = ["BN reaches {glue:text}`acc:.3f` here.",             # glued
+            "BN beats the plain net by more than 0.3.",          # asserted below
+            "They report 23.6 % error {cite}`wu2018group`.",     # cited
+            "At learning rate 0.5 it trains.",                   # an input in the code
+            "$\\sigma'(0) = 0.25$ and `x = 0.123` in code",      # maths and code spans
+            "torch 2.13.0", "```python\nacc = 0.777\n```"]
+    for text in fine:
+        assert unchecked_numbers(chapter(text, "lr = 0.5\nassert gap > 0.3")) == [], text
+
+
+# ------------------------------------------------ every chapter has an exercise that grades
+GRADED = [p for p in CHAPTERS if not p.name.startswith("00_")]
+
+
+@pytest.mark.parametrize("path", GRADED, ids=[p.name for p in GRADED])
+def test_chapter_has_an_implement_and_check_exercise(path):
+    """A starter stub (tagged raises-exception, storing its NotImplementedError) graded by
+    normlab.exercises, and the published solution passing the same grader."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    check = re.compile(r"exercises\.check\(\s*[\"'](\w+)[\"']")
+    stubs, solved = set(), set()
+    for c in cells:
+        source = "".join(c["source"])
+        names = set(check.findall(source))
+        if not names:
+            continue
+        outputs = json.dumps(c.get("outputs", []))
+        if "raises-exception" in c["metadata"].get("tags", []):
+            if "NotImplementedError" in source and "NotImplementedError" in outputs:
+                stubs |= names
+        elif all(f"{name}: " in outputs and "cases match" in outputs for name in names):
+            solved |= names
+    assert stubs, "no starter stub graded by exercises.check (tagged raises-exception)"
+    assert stubs <= solved, f"no published solution passes the grader for {stubs - solved}"
