@@ -225,6 +225,10 @@ def _backward_block(dy: Tensor, x: Tensor, dx: Tensor, scratch: Tensor, mean: Te
         if shift is not None:
             d.sub_(shift.mul_(invstd))
         d.addcmul_(dy, coef_dy)
+    if lay.center and lay.m == 1:
+        # one value per statistic: x_hat is 0 whatever x is, so dx is exactly 0 (the formula
+        # above gives that only up to rounding)
+        d.zero_()
     return partial
 
 

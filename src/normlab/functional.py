@@ -52,6 +52,18 @@ def _normalize_with(x: Tensor, mean: Tensor, var: Tensor, weight: Tensor | None,
     return out
 
 
+def _empty_batch(input: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """The result for an input with no elements (e.g. a batch of N = 0), as in PyTorch: an
+    empty tensor of the input's shape, still connected to ``weight`` and ``bias`` so that
+    ``backward()`` gives them zero gradients. Running statistics are left unchanged."""
+    out = input.clone()
+    if weight is not None:
+        out = out * _per_channel_view(weight, input)
+    if bias is not None:
+        out = out + _per_channel_view(bias, input)
+    return out
+
+
 @torch.no_grad()
 def _update_running(running: Tensor, batch_value: Tensor, momentum: float) -> None:
     """In place: ``running = (1 - momentum) * running + momentum * batch_value``."""
@@ -90,7 +102,12 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             )
         return _normalize_with(input, running_mean, running_var, weight, bias, eps)
 
+    if eps == 0:
+        # as torch: with a constant channel in the batch, 0 / sqrt(0) would give NaN
+        raise ValueError("batch_norm eps must be positive during training, but got 0")
     _checks.check_momentum(momentum, allow_none=False)
+    if input.numel() == 0:
+        return _empty_batch(input, weight, bias)
     values_per_channel = input.numel() // c if c else 0
     if values_per_channel <= 1:
         raise ValueError(
@@ -132,6 +149,8 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None,
                                    weight=weight, bias=bias)
     _checks.check_eps(eps)
     n = input.shape[0]
+    if input.numel() == 0:
+        return _empty_batch(input, weight, bias)
     if not use_input_stats:
         if running_mean is None or running_var is None:
             raise ValueError("instance_norm with use_input_stats=False needs running_mean "
@@ -179,6 +198,8 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
             f"(input shape {tuple(input.shape)})"
         )
     _checks.check_eps(eps)
+    if input.numel() == 0:
+        return _empty_batch(input, weight, bias)
     positions = input.numel() // (n * c) if n * c else 0
     if (c // num_groups) * positions <= 1:
         raise ValueError(

@@ -115,6 +115,10 @@ def recompute_batchnorm_stats(model: nn.Module, X: Tensor, batch_size: int = 256
     layers = nlnn.batchnorm_layers(model)
     if not layers:
         raise ValueError("the model has no BatchNorm layer whose statistics could be recomputed")
+    if len(X) < batch_size:
+        # no complete batch: the statistics would be reset and never re-estimated
+        raise ValueError(f"X has {len(X)} examples, fewer than batch_size={batch_size}; "
+                         f"pass a smaller batch_size")
     saved = [(layer, layer.momentum) for layer in layers]
     was_training = model.training
     for layer in layers:

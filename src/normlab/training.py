@@ -125,6 +125,10 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
+    if len(data.y_train) < batch_size:
+        # every epoch would drop its only, incomplete batch: no step would ever be taken
+        raise ValueError(f"the training set has {len(data.y_train)} examples, fewer than "
+                         f"batch_size={batch_size}; use a smaller batch")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
                           weight_decay=weight_decay)

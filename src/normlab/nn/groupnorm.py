@@ -11,13 +11,13 @@ from .. import functional as F
 class GroupNorm(nn.Module):
     """Group norm over ``(N, C, *)`` input: statistics per sample and per group of channels.
 
-    Mirrors :class:`torch.nn.GroupNorm`: ``GroupNorm(num_groups, num_channels, eps, affine)``,
-    per-channel ``weight`` (ones) and ``bias`` (zeros), no running statistics, identical in
-    training and evaluation.
+    Mirrors :class:`torch.nn.GroupNorm`: ``GroupNorm(num_groups, num_channels, eps, affine,
+    *, bias)``, per-channel ``weight`` (ones) and ``bias`` (zeros; none with ``bias=False``),
+    no running statistics, identical in training and evaluation.
     """
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
-                 affine: bool = True, device=None, dtype=None) -> None:
+                 affine: bool = True, device=None, dtype=None, *, bias: bool = True) -> None:
         super().__init__()
         if num_groups < 1 or num_channels % num_groups != 0:
             raise ValueError(
@@ -31,7 +31,10 @@ class GroupNorm(nn.Module):
         self.affine = affine
         if affine:
             self.weight = nn.Parameter(torch.ones(num_channels, device=device, dtype=dtype))
-            self.bias = nn.Parameter(torch.zeros(num_channels, device=device, dtype=dtype))
+            if bias:
+                self.bias = nn.Parameter(torch.zeros(num_channels, device=device, dtype=dtype))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)

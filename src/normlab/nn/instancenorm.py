@@ -21,9 +21,9 @@ class InstanceNorm2d(NormBase):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = False, track_running_stats: bool = False,
-                 device=None, dtype=None) -> None:
+                 device=None, dtype=None, *, bias: bool = True) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats,
-                         device, dtype)
+                         device, dtype, bias=bias)
 
     def forward(self, input: Tensor) -> Tensor:
         _checks.check_floating("input", input)
