@@ -100,9 +100,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 _not_compared: list[str] = []
+_seconds: dict[str, float] = {}
 
 
 def pytest_runtest_logreport(report):
+    if report.when in ("setup", "call") and ".ipynb" in report.nodeid:
+        # per notebook: its cells' execution (and, in setup, the kernel's start)
+        notebook = report.nodeid.split("::")[0]
+        _seconds[notebook] = _seconds.get(notebook, 0.0) + report.duration
     if report.when == "call":
         for key, why in report.user_properties:
             if key == _NOT_COMPARED:
@@ -112,6 +117,10 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter, config):
     if config.getoption("--nbval"):
         terminalreporter.write_line(_status(config))
+    if _seconds:
+        terminalreporter.section("chapter execution times (kernel start + cells)")
+        for notebook, seconds in sorted(_seconds.items()):
+            terminalreporter.write_line(f"{seconds:6.1f} s  {notebook}")
     if _not_compared:
         terminalreporter.section("outputs not compared (outside the reference numerics)")
         for line in _not_compared:
