@@ -51,7 +51,7 @@ def test_norm_layer_factory(kind, cls):
 
 @pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm1d), ("gn", nlnn.GroupNorm),
                                       ("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm),
-                                      ("none", torch.nn.Identity)])
+                                      ("dyt", nlnn.DynamicTanh), ("none", torch.nn.Identity)])
 def test_norm_layer_factory_dense(kind, cls):
     layer = models.norm_layer(kind, 12, spatial=False)
     assert type(layer) is cls
@@ -67,14 +67,15 @@ def test_norm_layer_ghost_batch_norm_and_case():
 
 
 def test_norm_layer_names_are_one_vocabulary():
-    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "none"]
+    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "dyt", "none"]
     with pytest.raises(ValueError) as err:
         models.norm_layer("layer", 4, spatial=False)   # the old transformer spelling
     for name in models.NORM_LAYERS:
         assert repr(name) in str(err.value), "the message lists every valid name"
 
 
-@pytest.mark.parametrize("kind,spatial", [("in", False), ("ibn", False), ("rms", True)])
+@pytest.mark.parametrize("kind,spatial", [("in", False), ("ibn", False), ("rms", True),
+                                          ("dyt", True)])
 def test_norm_layer_rejects_a_layout_it_cannot_normalize(kind, spatial):
     with pytest.raises(ValueError, match="spatial|dense"):
         models.norm_layer(kind, 4, spatial=spatial)
@@ -204,3 +205,11 @@ def test_accuracy_in_train_mode_leaves_the_model_alone():
     assert not model.training
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert sorted_acc < training.accuracy(model, d.X_test, d.y_test) - 0.1
+
+
+def test_dyt_from_the_factory_acts_on_tokens():
+    layer = models.norm_layer("dyt", 6, spatial=False)
+    x = torch.randn(2, 5, 6)
+    torch.testing.assert_close(layer(x), torch.tanh(0.5 * x), rtol=0, atol=0)
+    assert layer.normalized_shape == (6,)
+

@@ -25,8 +25,8 @@ NormBuilder = Callable[..., nn.Module]
 
 #: Name -> builder of every normalization layer :func:`norm_layer` knows. A new kind is one
 #: more builder decorated with ``@_register("name")``; the names planned next are
-#: ``"renorm"`` (batch renormalization), ``"ws"`` (weight standardization), ``"sync"``
-#: (synchronized batch norm) and ``"dyt"`` (dynamic tanh).
+#: ``"renorm"`` (batch renormalization), ``"ws"`` (weight standardization) and ``"sync"``
+#: (synchronized batch norm).
 NORM_LAYERS: dict[str, NormBuilder] = {}
 
 
@@ -89,6 +89,17 @@ def _rms_norm(num_features: int, spatial: bool, **_) -> nn.Module:
     return nlnn.RMSNorm(num_features)
 
 
+@_register("dyt")
+def _dynamic_tanh(num_features: int, spatial: bool, **_) -> nn.Module:
+    """``DynamicTanh(C)`` over the last dimension (dense features or tokens): Zhu et al.'s
+    statistics-free replacement of LayerNorm, ``gamma * tanh(alpha * x) + beta``."""
+    if spatial:
+        raise ValueError("DynamicTanh ('dyt') acts on dense features or tokens, with one gamma "
+                         "and beta per entry of the last dimension; conv features (N, C, H, W) "
+                         "have their channels in dimension 1")
+    return nlnn.DynamicTanh(num_features)
+
+
 @_register("none")
 def _identity(num_features: int, spatial: bool, **_) -> nn.Module:
     """No normalization: ``nn.Identity()``."""
@@ -110,8 +121,12 @@ def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
     ``in``    (error)                           ``InstanceNorm2d(C, affine=True)``
     ``ibn``   (error)                           ``IBNorm(C)``
     ``rms``   ``RMSNorm(C)``                    (error)
+    ``dyt``   ``DynamicTanh(C)``                (error)
     ``none``  ``nn.Identity()``                 ``nn.Identity()``
     ========  ================================  =======================================
+
+    ``ln``, ``rms`` and ``dyt`` act on the last dimension, so their dense layers also take tokens
+    ``(N, T, C)``; ``dyt`` computes no statistic at all (an element-wise ``tanh``).
 
     ``groups`` is GN's group count ``g`` (reduced to the largest divisor of ``num_features``
     not above it). With ``ghost_batch_size``, ``"bn"`` is a :class:`normlab.nn.GhostBatchNorm2d`
