@@ -1,5 +1,6 @@
 """normlab.data, normlab.models, normlab.training, normlab.plotting and normlab.probes: the
-shared experiment helpers."""
+shared experiment helpers (and the normalization-free tools: resnet with SkipInit, adaptive
+gradient clipping, the residual stream's variance)."""
 import matplotlib
 import numpy as np
 import pytest
@@ -212,4 +213,115 @@ def test_dyt_from_the_factory_acts_on_tokens():
     x = torch.randn(2, 5, 6)
     torch.testing.assert_close(layer(x), torch.tanh(0.5 * x), rtol=0, atol=0)
     assert layer.normalized_shape == (6,)
+
+
+# ------------------------------------------------------------ resnet, SkipInit, signal propagation
+@pytest.mark.parametrize("size", [14, 28])
+@pytest.mark.parametrize("norm", ["bn", "gn", "none"])
+def test_resnet_shapes_and_parts(norm, size):
+    training.set_seed(0)
+    model = models.resnet(norm, depth=3, width=8)
+    assert model(torch.randn(4, 1, size, size)).shape == (4, 10)
+    assert [name for name, _ in model.named_children()] == ["stem", "blocks", "pool",
+                                                           "flatten", "fc"]
+    assert len(model.blocks) == 3 and all(isinstance(b, models.ResidualBlock)
+                                          for b in model.blocks)
+    assert model.stem.in_channels == 1 and model.fc.in_features == 8
+    rgb = models.resnet(norm, depth=1, width=8, in_channels=3, num_classes=4)
+    assert rgb(torch.randn(2, 3, size, size)).shape == (2, 4)
+    conv = model.blocks[0].branch[0]
+    assert (conv.bias is not None) == (norm == "none"), "a conv before a norm needs no bias"
+
+
+@pytest.mark.parametrize("norm,cls", [("bn", nlnn.BatchNorm2d), ("gn", nlnn.GroupNorm),
+                                      ("none", torch.nn.Identity)])
+def test_resnet_norms_come_from_the_factory(monkeypatch, norm, cls):
+    calls = []
+    real = models.norm_layer
+
+    def spy(kind, num_features, **kw):
+        calls.append((kind, num_features, kw["spatial"]))
+        return real(kind, num_features, **kw)
+    monkeypatch.setattr(models, "norm_layer", spy)
+    model = models.resnet(norm, depth=2, width=8)
+    assert calls == [(norm, 8, True)] * 4, "two norms per block, built by norm_layer"
+    branch = model.blocks[1].branch
+    assert [type(m) for m in branch] == [torch.nn.Conv2d, cls, torch.nn.ReLU, torch.nn.Conv2d,
+                                         cls]
+    if norm == "gn":
+        assert branch[1].num_groups == 8
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "none"])
+def test_skip_init_network_at_init_is_stem_pool_classifier(norm):
+    training.set_seed(0)
+    model = models.resnet(norm, depth=4, width=8, skip_init=True)
+    x = data.load_mnist(image_size=14, flatten=False).X_train[:16]
+    for block in model.blocks:
+        assert block.alpha.shape == () and block.alpha.item() == 0.0
+    assert sum(1 for n, _ in model.named_parameters() if n.endswith("alpha")) == 4
+    bare = model.fc(model.flatten(model.pool(model.stem(x))))
+    assert torch.equal(model(x), bare), "every block must be exactly the identity at init"
+    # the branches get no gradient at init, but alpha does: SkipInit can start learning
+    torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 10).backward()
+    assert all(b.alpha.grad.abs() > 0 for b in model.blocks)
+    assert all(b.branch[0].weight.grad.abs().max() == 0 for b in model.blocks)
+
+
+def test_without_skip_init_there_is_no_alpha():
+    model = models.resnet("none", depth=2, width=8)
+    assert all(b.alpha is None for b in model.blocks)
+    assert not any("alpha" in k for k in model.state_dict())
+    x = torch.randn(2, 8, 5, 5)
+    block = model.blocks[0]
+    torch.testing.assert_close(block(x), x + block.branch(x), rtol=0, atol=0)  # alpha fixed 1
+
+
+def test_resnet_bad_arguments():
+    for kw in ({"depth": 0}, {"width": -1}, {"depth": 2.5}, {"num_classes": 0}):
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            models.resnet("bn", **kw)
+    for kind in ("rms", "dyt"):  # dense/token norms: the factory says why
+        with pytest.raises(ValueError, match="dense|tokens"):
+            models.resnet(kind)
+    with pytest.raises(ValueError, match="unknown norm kind"):
+        models.resnet("batch")
+
+
+def _digits(n=64):
+    return data.load_mnist(image_size=14, flatten=False).X_train[:n]
+
+
+def test_residual_stream_variance_grows_without_norm_and_is_flat_with_skip_init():
+    X = _digits()
+    training.set_seed(0)
+    plain = probes.residual_stream_variance(models.resnet("none", depth=8), X)
+    assert len(plain) == 8 and all(isinstance(v, float) for v in plain)
+    assert plain[-1] > 4 * plain[0], plain   # roughly doubles per block: exponential growth
+    assert all(b > a for a, b in zip(plain, plain[1:])), plain
+    training.set_seed(0)
+    bn = probes.residual_stream_variance(models.resnet("bn", depth=8), X)
+    per_block = (bn[-1] - bn[0]) / 7         # a unit-variance branch adds about 1 per block
+    assert 0.5 < per_block < 1.5, bn
+    for norm in ("none", "bn"):
+        training.set_seed(0)
+        flat = probes.residual_stream_variance(models.resnet(norm, depth=8, skip_init=True), X)
+        assert len(flat) == 8 and len(set(flat)) == 1, flat   # identical: blocks are identity
+
+
+def test_residual_stream_variance_is_the_mean_channel_variance_and_leaves_the_model():
+    training.set_seed(0)
+    model = models.resnet("bn", depth=2, width=8)
+    X = _digits(32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got = probes.residual_stream_variance(model, X)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.blocks[0]._forward_hooks == {}  # hooks on a copy, removed
+    with torch.no_grad():
+        h0 = model.blocks[0](model.stem(X))
+        h1 = model.blocks[1](h0)
+    expected = [h.var(dim=(0, 2, 3), unbiased=False).mean().item() for h in (h0, h1)]
+    assert got == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="ResidualBlock"):
+        probes.residual_stream_variance(models.small_cnn("bn"), torch.randn(2, 1, 14, 14))
 
