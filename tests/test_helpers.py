@@ -325,3 +325,103 @@ def test_residual_stream_variance_is_the_mean_channel_variance_and_leaves_the_mo
     with pytest.raises(ValueError, match="ResidualBlock"):
         probes.residual_stream_variance(models.small_cnn("bn"), torch.randn(2, 1, 14, 14))
 
+
+# ------------------------------------------------------------------ adaptive gradient clipping
+def _with_grad(weight, grad):
+    p = torch.nn.Parameter(torch.tensor(weight, dtype=torch.float64))
+    p.grad = torch.tensor(grad, dtype=torch.float64)
+    return p
+
+
+def test_agc_linear_rows_hit_and_miss_the_bound():
+    # row 0: ||W|| = 5, ||G|| = 1, ratio 0.2 > 0.1: G * 0.1 * 5 / 1 = [0.3, 0.4, 0]
+    # row 1: ||W|| = 2, ||G|| = 0.1, ratio 0.05 <= 0.1: unchanged
+    p = _with_grad([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], [[0.6, 0.8, 0.0], [0.0, 0.1, 0.0]])
+    grad = p.grad
+    row1 = p.grad[1].clone()
+    assert training.adaptive_grad_clip_([p], clipping=0.1) is None
+    assert p.grad is grad, "in place"
+    torch.testing.assert_close(p.grad[0], torch.tensor([0.3, 0.4, 0.0], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+    assert torch.equal(p.grad[1], row1), "a unit below the bound is left bit for bit"
+
+
+def test_agc_conv_clips_per_output_filter():
+    # OIHW (2, 1, 2, 2): every filter has ||W|| = 2, so the bound is 0.1 * 2 = 0.2.
+    # filter 0: G = 0.5 everywhere, ||G|| = 1 > 0.2 -> 0.5 * 0.2 / 1 = 0.1 everywhere;
+    # filter 1: G = 0.05, ||G|| = 0.1 <= 0.2 -> unchanged.
+    w = [[[[1.0, 1.0], [1.0, 1.0]]], [[[1.0, -1.0], [-1.0, 1.0]]]]
+    g = [[[[0.5, 0.5], [0.5, 0.5]]], [[[0.05, 0.05], [0.05, 0.05]]]]
+    p = _with_grad(w, g)
+    training.adaptive_grad_clip_(p, clipping=0.1)     # a single tensor is accepted
+    expected = torch.tensor([[[[0.1, 0.1], [0.1, 0.1]]], [[[0.05, 0.05], [0.05, 0.05]]]],
+                            dtype=torch.float64)
+    torch.testing.assert_close(p.grad, expected, rtol=0, atol=1e-15)
+    # a whole-tensor norm would have clipped filter 1 too: ||G|| = 1.005 > 0.1 * 2.83
+
+
+def test_agc_one_dimensional_params_are_one_unit():
+    # ||W|| = 5, ||G|| = 10, bound 0.5: G * 0.5 / 10 = [0.4, 0.3]
+    # (element by element it would be [0.3, 0.4]: the vector is clipped as one unit)
+    p = _with_grad([3.0, 4.0], [8.0, 6.0])
+    training.adaptive_grad_clip_([p], clipping=0.1)
+    torch.testing.assert_close(p.grad, torch.tensor([0.4, 0.3], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+
+
+def test_agc_zero_weights_use_eps():
+    # zero bias: bound 0.01 * max(0, 1e-3) = 1e-5, ||G|| = 5 -> G * 1e-5 / 5
+    bias = _with_grad([0.0, 0.0, 0.0], [3.0, 4.0, 0.0])
+    alpha = _with_grad(0.0, -2.0)     # SkipInit's scalar at 0: its gradient is capped at 1e-5
+    rows = _with_grad([[0.0, 0.0], [1.0, 0.0]], [[1e-6, 0.0], [1e-6, 0.0]])
+    training.adaptive_grad_clip_([bias, alpha, rows])
+    torch.testing.assert_close(bias.grad, torch.tensor([6e-6, 8e-6, 0.0], dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(alpha.grad, torch.tensor(-1e-5, dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+    # row 0: ||W|| = 0 -> bound 1e-5 > 1e-6: kept; never zeroed
+    assert rows.grad[0, 0].item() == 1e-6 and rows.grad[1, 0].item() == 1e-6
+    wide = _with_grad([0.0], [5.0])   # a larger eps: bound 0.1 * 0.5 = 0.05
+    training.adaptive_grad_clip_([wide], eps=0.5, clipping=0.1)
+    torch.testing.assert_close(wide.grad, torch.tensor([0.05], dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+
+
+def test_agc_on_real_layers_bounds_every_unit_and_skips_missing_grads():
+    torch.manual_seed(0)
+    layers = torch.nn.ModuleList([torch.nn.Linear(6, 4), torch.nn.Conv2d(3, 5, 3),
+                                  torch.nn.Conv1d(2, 3, 2), torch.nn.Linear(4, 2)])
+    x = (layers[0](torch.randn(8, 6)).sum() + layers[1](torch.randn(2, 3, 5, 5)).sum()
+         + layers[2](torch.randn(2, 2, 4)).sum())
+    (1e3 * x).backward()                  # large gradients: most units clipped
+    assert layers[3].weight.grad is None
+    training.adaptive_grad_clip_(layers.parameters(), clipping=0.05)
+    assert layers[3].weight.grad is None
+    for p in layers[:3].parameters():
+        dims = tuple(range(1, p.dim())) or None     # per output unit; a bias as a whole
+        norm = torch.linalg.vector_norm
+        ratio = norm(p.grad, dim=dims) / norm(p.detach(), dim=dims).clamp_min(1e-3)
+        assert (ratio <= 0.05 * (1 + 1e-5)).all(), ratio
+        assert (ratio >= 0.05 * (1 - 1e-5)).any(), "large gradients sit on the bound"
+
+
+def test_agc_is_a_bit_identical_no_op_for_small_gradients():
+    training.set_seed(0)
+    model = models.resnet("none", depth=2, width=8)
+    loss = model(torch.randn(4, 1, 14, 14)).sum() * 1e-6
+    loss.backward()
+    before = [p.grad.clone() for p in model.parameters()]
+    assert all(g.abs().max() > 0 for g in before)
+    training.adaptive_grad_clip_(model.parameters(), clipping=0.01)
+    for p, g in zip(model.parameters(), before):
+        assert torch.equal(p.grad, g)
+
+
+def test_agc_bad_arguments():
+    p = _with_grad([1.0], [1.0])
+    for kw in ({"clipping": 0.0}, {"clipping": -1.0}, {"clipping": float("nan")},
+               {"eps": 0.0}, {"eps": float("inf")}):
+        with pytest.raises(ValueError, match="must be a positive finite number"):
+            training.adaptive_grad_clip_([p], **kw)
+    with pytest.raises(TypeError, match="tensors"):
+        training.adaptive_grad_clip_([1.0])
