@@ -1,5 +1,6 @@
 """normlab.data, normlab.models, normlab.training, normlab.plotting and normlab.probes: the
-shared experiment helpers."""
+shared experiment helpers (and the normalization-free tools: resnet with SkipInit, adaptive
+gradient clipping, the residual stream's variance)."""
 import matplotlib
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_norm_layer_factory(kind, cls):
 
 @pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm1d), ("gn", nlnn.GroupNorm),
                                       ("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm),
-                                      ("none", torch.nn.Identity)])
+                                      ("dyt", nlnn.DynamicTanh), ("none", torch.nn.Identity)])
 def test_norm_layer_factory_dense(kind, cls):
     layer = models.norm_layer(kind, 12, spatial=False)
     assert type(layer) is cls
@@ -67,14 +68,15 @@ def test_norm_layer_ghost_batch_norm_and_case():
 
 
 def test_norm_layer_names_are_one_vocabulary():
-    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "none"]
+    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "dyt", "none"]
     with pytest.raises(ValueError) as err:
         models.norm_layer("layer", 4, spatial=False)   # the old transformer spelling
     for name in models.NORM_LAYERS:
         assert repr(name) in str(err.value), "the message lists every valid name"
 
 
-@pytest.mark.parametrize("kind,spatial", [("in", False), ("ibn", False), ("rms", True)])
+@pytest.mark.parametrize("kind,spatial", [("in", False), ("ibn", False), ("rms", True),
+                                          ("dyt", True)])
 def test_norm_layer_rejects_a_layout_it_cannot_normalize(kind, spatial):
     with pytest.raises(ValueError, match="spatial|dense"):
         models.norm_layer(kind, 4, spatial=spatial)
@@ -204,3 +206,222 @@ def test_accuracy_in_train_mode_leaves_the_model_alone():
     assert not model.training
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert sorted_acc < training.accuracy(model, d.X_test, d.y_test) - 0.1
+
+
+def test_dyt_from_the_factory_acts_on_tokens():
+    layer = models.norm_layer("dyt", 6, spatial=False)
+    x = torch.randn(2, 5, 6)
+    torch.testing.assert_close(layer(x), torch.tanh(0.5 * x), rtol=0, atol=0)
+    assert layer.normalized_shape == (6,)
+
+
+# ------------------------------------------------------------ resnet, SkipInit, signal propagation
+@pytest.mark.parametrize("size", [14, 28])
+@pytest.mark.parametrize("norm", ["bn", "gn", "none"])
+def test_resnet_shapes_and_parts(norm, size):
+    training.set_seed(0)
+    model = models.resnet(norm, depth=3, width=8)
+    assert model(torch.randn(4, 1, size, size)).shape == (4, 10)
+    assert [name for name, _ in model.named_children()] == ["stem", "blocks", "pool",
+                                                           "flatten", "fc"]
+    assert len(model.blocks) == 3 and all(isinstance(b, models.ResidualBlock)
+                                          for b in model.blocks)
+    assert model.stem.in_channels == 1 and model.fc.in_features == 8
+    rgb = models.resnet(norm, depth=1, width=8, in_channels=3, num_classes=4)
+    assert rgb(torch.randn(2, 3, size, size)).shape == (2, 4)
+    conv = model.blocks[0].branch[0]
+    assert (conv.bias is not None) == (norm == "none"), "a conv before a norm needs no bias"
+
+
+@pytest.mark.parametrize("norm,cls", [("bn", nlnn.BatchNorm2d), ("gn", nlnn.GroupNorm),
+                                      ("none", torch.nn.Identity)])
+def test_resnet_norms_come_from_the_factory(monkeypatch, norm, cls):
+    calls = []
+    real = models.norm_layer
+
+    def spy(kind, num_features, **kw):
+        calls.append((kind, num_features, kw["spatial"]))
+        return real(kind, num_features, **kw)
+    monkeypatch.setattr(models, "norm_layer", spy)
+    model = models.resnet(norm, depth=2, width=8)
+    assert calls == [(norm, 8, True)] * 4, "two norms per block, built by norm_layer"
+    branch = model.blocks[1].branch
+    assert [type(m) for m in branch] == [torch.nn.Conv2d, cls, torch.nn.ReLU, torch.nn.Conv2d,
+                                         cls]
+    if norm == "gn":
+        assert branch[1].num_groups == 8
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "none"])
+def test_skip_init_network_at_init_is_stem_pool_classifier(norm):
+    training.set_seed(0)
+    model = models.resnet(norm, depth=4, width=8, skip_init=True)
+    x = data.load_mnist(image_size=14, flatten=False).X_train[:16]
+    for block in model.blocks:
+        assert block.alpha.shape == () and block.alpha.item() == 0.0
+    assert sum(1 for n, _ in model.named_parameters() if n.endswith("alpha")) == 4
+    bare = model.fc(model.flatten(model.pool(model.stem(x))))
+    assert torch.equal(model(x), bare), "every block must be exactly the identity at init"
+    # the branches get no gradient at init, but alpha does: SkipInit can start learning
+    torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 10).backward()
+    assert all(b.alpha.grad.abs() > 0 for b in model.blocks)
+    assert all(b.branch[0].weight.grad.abs().max() == 0 for b in model.blocks)
+
+
+def test_without_skip_init_there_is_no_alpha():
+    model = models.resnet("none", depth=2, width=8)
+    assert all(b.alpha is None for b in model.blocks)
+    assert not any("alpha" in k for k in model.state_dict())
+    x = torch.randn(2, 8, 5, 5)
+    block = model.blocks[0]
+    torch.testing.assert_close(block(x), x + block.branch(x), rtol=0, atol=0)  # alpha fixed 1
+
+
+def test_resnet_bad_arguments():
+    for kw in ({"depth": 0}, {"width": -1}, {"depth": 2.5}, {"num_classes": 0}):
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            models.resnet("bn", **kw)
+    for kind in ("rms", "dyt"):  # dense/token norms: the factory says why
+        with pytest.raises(ValueError, match="dense|tokens"):
+            models.resnet(kind)
+    with pytest.raises(ValueError, match="unknown norm kind"):
+        models.resnet("batch")
+
+
+def _digits(n=64):
+    return data.load_mnist(image_size=14, flatten=False).X_train[:n]
+
+
+def test_residual_stream_variance_grows_without_norm_and_is_flat_with_skip_init():
+    X = _digits()
+    training.set_seed(0)
+    plain = probes.residual_stream_variance(models.resnet("none", depth=8), X)
+    assert len(plain) == 8 and all(isinstance(v, float) for v in plain)
+    assert plain[-1] > 4 * plain[0], plain   # roughly doubles per block: exponential growth
+    assert all(b > a for a, b in zip(plain, plain[1:])), plain
+    training.set_seed(0)
+    bn = probes.residual_stream_variance(models.resnet("bn", depth=8), X)
+    per_block = (bn[-1] - bn[0]) / 7         # a unit-variance branch adds about 1 per block
+    assert 0.5 < per_block < 1.5, bn
+    for norm in ("none", "bn"):
+        training.set_seed(0)
+        flat = probes.residual_stream_variance(models.resnet(norm, depth=8, skip_init=True), X)
+        assert len(flat) == 8 and len(set(flat)) == 1, flat   # identical: blocks are identity
+
+
+def test_residual_stream_variance_is_the_mean_channel_variance_and_leaves_the_model():
+    training.set_seed(0)
+    model = models.resnet("bn", depth=2, width=8)
+    X = _digits(32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got = probes.residual_stream_variance(model, X)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.blocks[0]._forward_hooks == {}  # hooks on a copy, removed
+    with torch.no_grad():
+        h0 = model.blocks[0](model.stem(X))
+        h1 = model.blocks[1](h0)
+    expected = [h.var(dim=(0, 2, 3), unbiased=False).mean().item() for h in (h0, h1)]
+    assert got == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="ResidualBlock"):
+        probes.residual_stream_variance(models.small_cnn("bn"), torch.randn(2, 1, 14, 14))
+
+
+# ------------------------------------------------------------------ adaptive gradient clipping
+def _with_grad(weight, grad):
+    p = torch.nn.Parameter(torch.tensor(weight, dtype=torch.float64))
+    p.grad = torch.tensor(grad, dtype=torch.float64)
+    return p
+
+
+def test_agc_linear_rows_hit_and_miss_the_bound():
+    # row 0: ||W|| = 5, ||G|| = 1, ratio 0.2 > 0.1: G * 0.1 * 5 / 1 = [0.3, 0.4, 0]
+    # row 1: ||W|| = 2, ||G|| = 0.1, ratio 0.05 <= 0.1: unchanged
+    p = _with_grad([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], [[0.6, 0.8, 0.0], [0.0, 0.1, 0.0]])
+    grad = p.grad
+    row1 = p.grad[1].clone()
+    assert training.adaptive_grad_clip_([p], clipping=0.1) is None
+    assert p.grad is grad, "in place"
+    torch.testing.assert_close(p.grad[0], torch.tensor([0.3, 0.4, 0.0], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+    assert torch.equal(p.grad[1], row1), "a unit below the bound is left bit for bit"
+
+
+def test_agc_conv_clips_per_output_filter():
+    # OIHW (2, 1, 2, 2): every filter has ||W|| = 2, so the bound is 0.1 * 2 = 0.2.
+    # filter 0: G = 0.5 everywhere, ||G|| = 1 > 0.2 -> 0.5 * 0.2 / 1 = 0.1 everywhere;
+    # filter 1: G = 0.05, ||G|| = 0.1 <= 0.2 -> unchanged.
+    w = [[[[1.0, 1.0], [1.0, 1.0]]], [[[1.0, -1.0], [-1.0, 1.0]]]]
+    g = [[[[0.5, 0.5], [0.5, 0.5]]], [[[0.05, 0.05], [0.05, 0.05]]]]
+    p = _with_grad(w, g)
+    training.adaptive_grad_clip_(p, clipping=0.1)     # a single tensor is accepted
+    expected = torch.tensor([[[[0.1, 0.1], [0.1, 0.1]]], [[[0.05, 0.05], [0.05, 0.05]]]],
+                            dtype=torch.float64)
+    torch.testing.assert_close(p.grad, expected, rtol=0, atol=1e-15)
+    # a whole-tensor norm would have clipped filter 1 too: ||G|| = 1.005 > 0.1 * 2.83
+
+
+def test_agc_one_dimensional_params_are_one_unit():
+    # ||W|| = 5, ||G|| = 10, bound 0.5: G * 0.5 / 10 = [0.4, 0.3]
+    # (element by element it would be [0.3, 0.4]: the vector is clipped as one unit)
+    p = _with_grad([3.0, 4.0], [8.0, 6.0])
+    training.adaptive_grad_clip_([p], clipping=0.1)
+    torch.testing.assert_close(p.grad, torch.tensor([0.4, 0.3], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+
+
+def test_agc_zero_weights_use_eps():
+    # zero bias: bound 0.01 * max(0, 1e-3) = 1e-5, ||G|| = 5 -> G * 1e-5 / 5
+    bias = _with_grad([0.0, 0.0, 0.0], [3.0, 4.0, 0.0])
+    alpha = _with_grad(0.0, -2.0)     # SkipInit's scalar at 0: its gradient is capped at 1e-5
+    rows = _with_grad([[0.0, 0.0], [1.0, 0.0]], [[1e-6, 0.0], [1e-6, 0.0]])
+    training.adaptive_grad_clip_([bias, alpha, rows])
+    torch.testing.assert_close(bias.grad, torch.tensor([6e-6, 8e-6, 0.0], dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(alpha.grad, torch.tensor(-1e-5, dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+    # row 0: ||W|| = 0 -> bound 1e-5 > 1e-6: kept; never zeroed
+    assert rows.grad[0, 0].item() == 1e-6 and rows.grad[1, 0].item() == 1e-6
+    wide = _with_grad([0.0], [5.0])   # a larger eps: bound 0.1 * 0.5 = 0.05
+    training.adaptive_grad_clip_([wide], eps=0.5, clipping=0.1)
+    torch.testing.assert_close(wide.grad, torch.tensor([0.05], dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+
+
+def test_agc_on_real_layers_bounds_every_unit_and_skips_missing_grads():
+    torch.manual_seed(0)
+    layers = torch.nn.ModuleList([torch.nn.Linear(6, 4), torch.nn.Conv2d(3, 5, 3),
+                                  torch.nn.Conv1d(2, 3, 2), torch.nn.Linear(4, 2)])
+    x = (layers[0](torch.randn(8, 6)).sum() + layers[1](torch.randn(2, 3, 5, 5)).sum()
+         + layers[2](torch.randn(2, 2, 4)).sum())
+    (1e3 * x).backward()                  # large gradients: most units clipped
+    assert layers[3].weight.grad is None
+    training.adaptive_grad_clip_(layers.parameters(), clipping=0.05)
+    assert layers[3].weight.grad is None
+    for p in layers[:3].parameters():
+        dims = tuple(range(1, p.dim())) or None     # per output unit; a bias as a whole
+        norm = torch.linalg.vector_norm
+        ratio = norm(p.grad, dim=dims) / norm(p.detach(), dim=dims).clamp_min(1e-3)
+        assert (ratio <= 0.05 * (1 + 1e-5)).all(), ratio
+        assert (ratio >= 0.05 * (1 - 1e-5)).any(), "large gradients sit on the bound"
+
+
+def test_agc_is_a_bit_identical_no_op_for_small_gradients():
+    training.set_seed(0)
+    model = models.resnet("none", depth=2, width=8)
+    loss = model(torch.randn(4, 1, 14, 14)).sum() * 1e-6
+    loss.backward()
+    before = [p.grad.clone() for p in model.parameters()]
+    assert all(g.abs().max() > 0 for g in before)
+    training.adaptive_grad_clip_(model.parameters(), clipping=0.01)
+    for p, g in zip(model.parameters(), before):
+        assert torch.equal(p.grad, g)
+
+
+def test_agc_bad_arguments():
+    p = _with_grad([1.0], [1.0])
+    for kw in ({"clipping": 0.0}, {"clipping": -1.0}, {"clipping": float("nan")},
+               {"eps": 0.0}, {"eps": float("inf")}):
+        with pytest.raises(ValueError, match="must be a positive finite number"):
+            training.adaptive_grad_clip_([p], **kw)
+    with pytest.raises(TypeError, match="tensors"):
+        training.adaptive_grad_clip_([1.0])

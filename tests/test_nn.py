@@ -1,4 +1,7 @@
-"""normlab.nn modules against their torch.nn twins: state, modes, state dicts, outputs."""
+"""normlab.nn modules against their torch.nn twins: state, modes, state dicts, outputs; and
+DynamicTanh, which has no twin, against its formula."""
+import math
+
 import pytest
 import torch
 from hypothesis import given
@@ -225,3 +228,74 @@ def test_ghost_batchnorm1d_at_two_outputs_plus_minus_one():
     torch.manual_seed(0)
     out = bn(torch.randn(8, 4) * 10)  # pairs further apart than sqrt(eps): exactly +-1
     torch.testing.assert_close(out.abs(), torch.ones(8, 4), atol=1e-3, rtol=0)
+
+
+# ------------------------------------------------------------------ DynamicTanh (no torch twin)
+@pytest.mark.parametrize("normalized_shape,shape", [(6, (3, 6)), (6, (2, 5, 6)),
+                                                    ((4, 5), (3, 2, 4, 5))])
+def test_dynamic_tanh_is_the_formula(normalized_shape, shape):
+    torch.manual_seed(0)
+    dyt = nn.DynamicTanh(normalized_shape, alpha_init=0.7).double()
+    with torch.no_grad():
+        dyt.weight.uniform_(0.5, 1.5)
+        dyt.bias.uniform_(-1, 1)
+    x = torch.randn(shape, dtype=torch.float64) * 3
+    # written out element by element: gamma_j * tanh(alpha * x_ij) + beta_j
+    flat_x = x.reshape(-1, dyt.weight.numel())
+    gamma, beta, alpha = dyt.weight.flatten(), dyt.bias.flatten(), dyt.alpha.item()
+    expected = torch.tensor([[gamma[j].item() * math.tanh(alpha * flat_x[i, j].item())
+                              + beta[j].item() for j in range(flat_x.shape[1])]
+                             for i in range(flat_x.shape[0])], dtype=torch.float64)
+    torch.testing.assert_close(dyt(x), expected.reshape(shape), atol=1e-12, rtol=1e-12)
+    assert dyt.eval()(x).shape == shape  # no mode dependence, no statistics
+
+
+def test_dynamic_tanh_defaults_and_state_dict():
+    dyt = nn.DynamicTanh(5)
+    assert list(dyt.state_dict()) == ["alpha", "weight", "bias"]
+    assert [n for n, _ in dyt.named_parameters()] == ["alpha", "weight", "bias"]
+    assert dyt.alpha.shape == (1,) and dyt.alpha.item() == 0.5
+    assert torch.equal(dyt.weight, torch.ones(5)) and torch.equal(dyt.bias, torch.zeros(5))
+    assert list(dyt.buffers()) == []
+    assert nn.DynamicTanh((2, 3), alpha_init=2).weight.shape == (2, 3)
+    # at init it is tanh(alpha x): a squashing, not a normalization (no per-sample statistics)
+    x = torch.randn(4, 5) * 10 + 7
+    torch.testing.assert_close(dyt(x), torch.tanh(0.5 * x), rtol=0, atol=0)
+    other = nn.DynamicTanh(5, alpha_init=1.5)
+    other.load_state_dict(dyt.state_dict())
+    assert other.alpha.item() == 0.5
+
+
+def test_dynamic_tanh_gradcheck():
+    torch.manual_seed(0)
+    dyt = nn.DynamicTanh((2, 3), alpha_init=0.8).double()
+    with torch.no_grad():
+        dyt.weight.uniform_(0.5, 1.5)
+        dyt.bias.uniform_(-1, 1)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(x, alpha, weight, bias):
+        return torch.func.functional_call(dyt, {"alpha": alpha, "weight": weight,
+                                                "bias": bias}, (x,))
+    params = [p.detach().clone().requires_grad_() for p in (dyt.alpha, dyt.weight, dyt.bias)]
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 6, 4), (4,)])
+def test_dynamic_tanh_wrong_trailing_shape_is_a_clear_error(shape):
+    with pytest.raises(ValueError, match=r"DynamicTanh: normalized_shape=\[6\] must equal the "
+                                         r"last 1 dimension"):
+        nn.DynamicTanh(6)(torch.randn(shape))
+
+
+def test_dynamic_tanh_bad_arguments():
+    with pytest.raises(TypeError, match="floating-point"):
+        nn.DynamicTanh(4)(torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"must equal the last 2"):
+        nn.DynamicTanh((2, 3))(torch.randn(4, 3, 2))
+    for bad in (float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(ValueError, match="alpha_init must be a finite number"):
+            nn.DynamicTanh(4, alpha_init=bad)
+    with pytest.raises(ValueError, match="positive sizes"):
+        nn.DynamicTanh((3, 0))

@@ -8,7 +8,7 @@ from normlab.transformer import TOKEN_NORMS, TinyTransformer, TransformerBlock
 
 
 @pytest.mark.parametrize("placement", ["pre", "post"])
-@pytest.mark.parametrize("norm", ["ln", "rms"])
+@pytest.mark.parametrize("norm", ["ln", "rms", "dyt"])
 def test_shapes_and_gradients(placement, norm):
     torch.manual_seed(0)
     model = TinyTransformer(vocab=11, d_model=16, n_heads=2, depth=3, placement=placement,
@@ -46,8 +46,22 @@ def test_bad_arguments():
         TransformerBlock(8, 2, norm="bn")      # a factory name, but not a per-token norm
 
 
-@pytest.mark.parametrize("norm,cls", [("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm)])
+@pytest.mark.parametrize("norm,cls", [("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm),
+                                      ("dyt", nlnn.DynamicTanh)])
 def test_norms_come_from_the_factory(norm, cls):
     model = TinyTransformer(vocab=5, d_model=8, n_heads=2, depth=1, norm=norm)
     assert type(model.blocks[0].norm1) is cls and type(model.final_norm) is cls
     assert set(TOKEN_NORMS) <= set(NORM_LAYERS)
+    assert TOKEN_NORMS == ("ln", "rms", "dyt")
+
+
+def test_dyt_block_squashes_instead_of_normalizing():
+    """At init each DyT slot is exactly tanh(0.5 x) (alpha 0.5, gamma 1, beta 0); a Post-DyT
+    block's output is therefore bounded by 1, and not normalized per token."""
+    torch.manual_seed(0)
+    block = TransformerBlock(16, 2, placement="post", norm="dyt")
+    x = torch.randn(3, 5, 16) * 7 + 2
+    torch.testing.assert_close(block.norm1(x), torch.tanh(0.5 * x), rtol=0, atol=0)
+    y = block(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    assert y.mean(-1).abs().max() > 0.1, "no centring: DyT computes no per-token mean"

@@ -5,17 +5,20 @@ The layers:
 * :mod:`normlab.functional` -- ``batch_norm``, ``layer_norm``, ``instance_norm``,
   ``group_norm``, ``rms_norm`` with ``torch.nn.functional``'s signatures.
 * :mod:`normlab.nn` -- the modules (``BatchNorm1d/2d``, ``GhostBatchNorm1d/2d``,
-  ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``, ``IBNorm``) and the helpers
-  that find and freeze a model's BatchNorm layers.
+  ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``, ``IBNorm``, and the
+  statistics-free ``DynamicTanh``) and the helpers that find and freeze a model's BatchNorm
+  layers.
 * :mod:`normlab.numpy_ref` -- NumPy forward/backward pairs with hand-derived gradients.
 
 The experiments:
 
 * :mod:`normlab.data` -- the datasets that ship with installed packages (MNIST digits, images).
-* :mod:`normlab.models` -- normalization layers by name (``norm_layer``), the MLP and the CNN.
-* :mod:`normlab.training` -- the training loop, accuracy, seeding.
+* :mod:`normlab.models` -- normalization layers by name (``norm_layer``), the MLP, the CNN
+  and a small ResNet (with or without norms, SkipInit).
+* :mod:`normlab.training` -- the training loop, accuracy, seeding, adaptive gradient clipping.
 * :mod:`normlab.probes` -- measurements: shared statistics by perturbation, noisy BN,
-  pre-activations, gradient-based covariate shift, the loss landscape.
+  pre-activations, gradient-based covariate shift, the loss landscape, the residual stream's
+  variance.
 * :mod:`normlab.inference` -- BatchNorm at inference: momentum conventions, Caffe statistics,
   precise BN, folding into convolutions.
 * :mod:`normlab.transformer` -- a small Pre-/Post-LN Transformer.

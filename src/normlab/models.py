@@ -1,19 +1,25 @@
-"""Model builders: normalization layers by name, and the small MLP and CNN the chapters train.
+"""Model builders: normalization layers by name, and the small MLP, CNN and ResNet the chapters
+train.
 
 * :func:`norm_layer` -- the one factory that turns a name into a ``normlab.nn`` layer. Every
-  model builder in the package (:func:`mlp`, :func:`small_cnn`, :class:`normlab.style.Stylizer`,
-  :class:`normlab.transformer.TinyTransformer`) builds its norms through it, so a name means
-  the same layer everywhere. The names are the keys of :data:`NORM_LAYERS`.
+  model builder in the package (:func:`mlp`, :func:`small_cnn`, :func:`resnet`,
+  :class:`normlab.style.Stylizer`, :class:`normlab.transformer.TinyTransformer`) builds its
+  norms through it, so a name means the same layer everywhere. The names are the keys of
+  :data:`NORM_LAYERS`.
 * :func:`mlp`, :func:`small_cnn` -- the two classifiers of the experiments.
+* :func:`resnet` (of :class:`ResidualBlock`) -- a small residual CNN, with or without norms
+  and with SkipInit, for the signal-propagation experiments of training without normalization.
 
 Determinism: building a model draws its initial weights from torch's global generator; seed it
 first (:func:`normlab.training.set_seed`).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from . import nn as nlnn
 
@@ -25,8 +31,8 @@ NormBuilder = Callable[..., nn.Module]
 
 #: Name -> builder of every normalization layer :func:`norm_layer` knows. A new kind is one
 #: more builder decorated with ``@_register("name")``; the names planned next are
-#: ``"renorm"`` (batch renormalization), ``"ws"`` (weight standardization), ``"sync"``
-#: (synchronized batch norm) and ``"dyt"`` (dynamic tanh).
+#: ``"renorm"`` (batch renormalization), ``"ws"`` (weight standardization) and ``"sync"``
+#: (synchronized batch norm).
 NORM_LAYERS: dict[str, NormBuilder] = {}
 
 
@@ -89,6 +95,17 @@ def _rms_norm(num_features: int, spatial: bool, **_) -> nn.Module:
     return nlnn.RMSNorm(num_features)
 
 
+@_register("dyt")
+def _dynamic_tanh(num_features: int, spatial: bool, **_) -> nn.Module:
+    """``DynamicTanh(C)`` over the last dimension (dense features or tokens): Zhu et al.'s
+    statistics-free replacement of LayerNorm, ``gamma * tanh(alpha * x) + beta``."""
+    if spatial:
+        raise ValueError("DynamicTanh ('dyt') acts on dense features or tokens, with one gamma "
+                         "and beta per entry of the last dimension; conv features (N, C, H, W) "
+                         "have their channels in dimension 1")
+    return nlnn.DynamicTanh(num_features)
+
+
 @_register("none")
 def _identity(num_features: int, spatial: bool, **_) -> nn.Module:
     """No normalization: ``nn.Identity()``."""
@@ -110,8 +127,12 @@ def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
     ``in``    (error)                           ``InstanceNorm2d(C, affine=True)``
     ``ibn``   (error)                           ``IBNorm(C)``
     ``rms``   ``RMSNorm(C)``                    (error)
+    ``dyt``   ``DynamicTanh(C)``                (error)
     ``none``  ``nn.Identity()``                 ``nn.Identity()``
     ========  ================================  =======================================
+
+    ``ln``, ``rms`` and ``dyt`` act on the last dimension, so their dense layers also take tokens
+    ``(N, T, C)``; ``dyt`` computes no statistic at all (an element-wise ``tanh``).
 
     ``groups`` is GN's group count ``g`` (reduced to the largest divisor of ``num_features``
     not above it). With ``ghost_batch_size``, ``"bn"`` is a :class:`normlab.nn.GhostBatchNorm2d`
@@ -168,3 +189,92 @@ def small_cnn(norm: str | None = None, channels: Sequence[int] = (16, 32),
         c_in = c
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
     return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    r"""One block of :func:`resnet`: ``x + alpha * branch(x)``, shapes ``(N, C, H, W)`` in and
+    out.
+
+    ``branch = Conv3x3 -> norm -> ReLU -> Conv3x3 -> norm`` (``width`` channels throughout,
+    padding 1, so the spatial size is kept; ``norm`` is a :func:`norm_layer` name, built for
+    conv features). The skip path is the identity, with no activation after the sum, so
+
+    .. math::
+
+        x_{l+1} = x_l + \alpha_l\, f_l(x_l), \qquad
+        \operatorname{Var}(x_{l+1}) = \operatorname{Var}(x_l) + \alpha_l^2
+        \operatorname{Var}(f_l(x_l)) \text{ (branch uncorrelated with its input).}
+
+    With ``skip_init=True`` (SkipInit, De & Smith 2020) ``alpha`` is a learnable scalar
+    parameter (shape ``()``) initialized to 0, so the block starts as the identity; otherwise
+    there is no ``alpha`` parameter (``self.alpha is None``, a fixed 1).
+
+    Initialization (for signal propagation): the first convolution is He-initialized for the
+    ReLU that follows it (``kaiming_normal_``, ``fan_in``, gain :math:`\sqrt 2`), the second
+    with gain 1, and their biases (present only without a norm) are zero. The branch then
+    roughly preserves the second moment of its input, so without a norm the residual
+    stream's variance roughly doubles at every block, while a norm at the end of the branch
+    resets the branch to unit variance and the stream's variance grows by about 1 per block
+    (De & Smith 2020).
+    """
+
+    def __init__(self, width: int, norm: str | None = "bn", skip_init: bool = False,
+                 groups: int = 8) -> None:
+        super().__init__()
+        bias = (norm or "none").lower() == "none"
+        conv1 = nn.Conv2d(width, width, 3, padding=1, bias=bias)
+        conv2 = nn.Conv2d(width, width, 3, padding=1, bias=bias)
+        nn.init.kaiming_normal_(conv1.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.kaiming_normal_(conv2.weight, mode="fan_in", nonlinearity="linear")
+        for conv in (conv1, conv2):
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+        self.branch = nn.Sequential(
+            conv1, norm_layer(norm, width, spatial=True, groups=groups), nn.ReLU(),
+            conv2, norm_layer(norm, width, spatial=True, groups=groups))
+        self.skip_init = skip_init
+        if skip_init:
+            self.alpha = nn.Parameter(torch.zeros(()))
+        else:
+            self.register_parameter("alpha", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.alpha is None:
+            return x + self.branch(x)
+        return x + self.alpha * self.branch(x)
+
+    def extra_repr(self) -> str:
+        return f"skip_init={self.skip_init}"
+
+
+def resnet(norm: str | None = "bn", depth: int = 4, width: int = 16, skip_init: bool = False,
+           in_channels: int = 1, num_classes: int = 10, groups: int = 8) -> nn.Sequential:
+    """A small residual CNN for the course's 14x14 or 28x28 MNIST digits.
+
+    ``stem`` (``Conv3x3``, ``in_channels -> width``, no norm or activation) -> ``blocks``
+    (``depth`` :class:`ResidualBlock` of ``width`` channels, each ``x + alpha * branch(x)``)
+    -> ``pool`` (global average) -> ``flatten`` -> ``fc`` (``Linear(width, num_classes)``).
+    Input ``(N, in_channels, H, W)`` of any size (no downsampling), output ``(N,
+    num_classes)`` logits. The parts are named children: ``model.stem``, ``model.blocks[i]``,
+    ``model.fc``.
+
+    ``norm``: the :func:`norm_layer` name of the branches' norms -- ``"bn"``, ``"gn"`` (with
+    ``groups``) or ``"none"`` for the normalization-free experiments; any name valid for conv
+    features works. ``skip_init=True`` gives every block a learnable scalar ``alpha``
+    initialized to 0 (SkipInit, De & Smith 2020): at initialization every block is the
+    identity and the network computes ``fc(pool(stem(x)))``. Initialization: see
+    :class:`ResidualBlock`; the stem is ``kaiming_normal_`` with gain 1 and zero bias, ``fc``
+    keeps torch's default.
+    """
+    for name, value in (("depth", depth), ("width", width), ("in_channels", in_channels),
+                        ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    stem = nn.Conv2d(in_channels, width, 3, padding=1)
+    nn.init.kaiming_normal_(stem.weight, mode="fan_in", nonlinearity="linear")
+    nn.init.zeros_(stem.bias)
+    blocks = nn.Sequential(*(ResidualBlock(width, norm, skip_init=skip_init, groups=groups)
+                             for _ in range(depth)))
+    return nn.Sequential(OrderedDict(
+        stem=stem, blocks=blocks, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+        fc=nn.Linear(width, num_classes)))

@@ -9,6 +9,8 @@
 * :func:`gradient_ics` -- Santurkar et al.'s gradient-based measure of internal covariate
   shift: how much a layer's gradient changes when the layers before it take their step.
 * :func:`landscape_probe` -- loss and gradient along the gradient direction (smoothness).
+* :func:`residual_stream_variance` -- the variance of a residual network's stream after each
+  block (the signal-propagation plot of De & Smith, 2020).
 
 Every probe of a model works on a deep copy of it, so probing never changes the training run
 (running statistics, parameters and random streams of the real model are untouched).
@@ -197,3 +199,48 @@ def landscape_probe(model: nn.Module, X: Tensor, y: Tensor, lr: float,
         betas.append(changes[-1] / max(m * lr * g0_norm, 1e-12))
     return {"loss_min": min(losses), "loss_max": max(losses), "grad_change": max(changes),
             "beta": max(betas)}
+
+
+@torch.no_grad()
+def residual_stream_variance(model: nn.Module, X: Tensor, train_mode: bool = True
+                             ) -> list[float]:
+    r"""The variance of the residual stream after each residual block, for the batch ``X``.
+
+    For every :class:`normlab.models.ResidualBlock` of ``model`` (in module order), the block's
+    output :math:`x_l` of shape ``(N, C, H, W)`` is captured with a forward hook and reduced to
+
+    .. math::
+
+        v_l = \frac{1}{C} \sum_c \operatorname{Var}_{n, h, w}\left(x_l[n, c, h, w]\right),
+
+    the mean over channels of each channel's (population) variance over the batch and the
+    spatial positions -- the "average channel variance" of signal-propagation plots. Measure a
+    freshly built model to see the variance *at initialization*: it roughly doubles per block
+    in an unnormalized ResNet, grows by about 1 per block with a norm ending each branch, and
+    stays constant with SkipInit (every block the identity).
+
+    Runs a deep copy of ``model`` (in train mode by default: batch norm uses batch statistics,
+    as in the first training step), so the real model's running statistics are untouched.
+    Returns one float per block, first block first.
+    """
+    from .models import ResidualBlock
+
+    probe = copy.deepcopy(model).train(train_mode)
+    blocks = [m for m in probe.modules() if isinstance(m, ResidualBlock)]
+    if not blocks:
+        raise ValueError("residual_stream_variance needs a model with "
+                         "normlab.models.ResidualBlock modules (e.g. normlab.models.resnet), "
+                         f"found none in {type(model).__name__}")
+    variances: list[float] = []
+
+    def record(_module, _input, output: Tensor) -> None:
+        dims = [d for d in range(output.dim()) if d != 1]
+        variances.append(output.var(dim=dims, unbiased=False).mean().item())
+
+    hooks = [b.register_forward_hook(record) for b in blocks]
+    try:
+        probe(X)
+    finally:
+        for h in hooks:
+            h.remove()
+    return variances

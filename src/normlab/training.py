@@ -4,12 +4,14 @@ Kept deliberately plain: full tensors in memory, seeded mini-batch order, SGD by
 :class:`History` of what was measured. Determinism: :func:`set_seed` before building a model
 fixes its initialization and :func:`train`'s ``seed`` the batch order, so a chapter's stored
 outputs reproduce exactly. The models themselves are built by :mod:`normlab.models`.
+:func:`adaptive_grad_clip_` is the NFNets gradient clipping, applied between ``backward()``
+and the optimizer step when training without normalization.
 """
 from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +59,84 @@ def _tell_if_off_reference() -> None:
 def set_seed(seed: int) -> None:
     """Seed torch's global generator, e.g. before building a model (its initial weights)."""
     torch.manual_seed(seed)
+
+
+def _unitwise_norm(x: Tensor) -> Tensor:
+    """The L2 norm of each output unit of ``x``, broadcastable against ``x``.
+
+    ``x.dim() <= 1`` (a bias, a gain, a scalar such as SkipInit's ``alpha``): the whole tensor
+    is one unit, a 0-d norm. Otherwise PyTorch's layout puts the output unit first -- a
+    ``Linear`` weight is ``(out, in)``, a ``ConvNd`` weight ``(out, in, *kernel)`` -- so the
+    norm is over every dimension but 0, kept as size-1 dimensions: shape ``(out, 1, ...)``.
+    """
+    if x.dim() <= 1:
+        return torch.linalg.vector_norm(x)
+    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), keepdim=True)
+
+
+@torch.no_grad()
+def adaptive_grad_clip_(parameters: Tensor | Iterable[Tensor], clipping: float = 0.01,
+                        eps: float = 1e-3) -> None:
+    r"""Adaptive gradient clipping (AGC, Brock et al. 2021, NFNets), unit-wise and in place.
+
+    For each output unit :math:`i` of each parameter :math:`W` with gradient :math:`G`:
+
+    .. math::
+
+        G_i \leftarrow
+        \begin{cases}
+        \lambda \, \dfrac{\max(\lVert W_i \rVert, \epsilon)}{\lVert G_i \rVert} \, G_i
+            & \text{if } \dfrac{\lVert G_i \rVert}{\max(\lVert W_i \rVert, \epsilon)}
+              > \lambda, \\
+        G_i & \text{otherwise,}
+        \end{cases}
+
+    with :math:`\lambda` = ``clipping`` and :math:`\lVert\cdot\rVert` the Frobenius (L2)
+    norm. A unit's update is thus at most a fraction :math:`\lambda` of its weight's size
+    (times the learning rate); the threshold adapts to each unit instead of being one global
+    number, which is what lets NFNets train at large batch sizes without batch norm. ``eps``
+    keeps units whose weights are zero (zero-initialized biases, SkipInit's ``alpha = 0``)
+    able to move: their gradient norm is capped at ``clipping * eps``, not at 0.
+
+    Units, in PyTorch's layout: each row of a ``Linear`` weight ``(out, in)`` and each output
+    filter of a convolution weight ``(out, in, *kernel)`` -- the norm is taken over every
+    dimension but 0. A parameter with at most one dimension (bias, norm gain, scalar) is one
+    unit as a whole, as in the reference implementations. (The authors' JAX code,
+    ``unitwise_norm`` in ``deepmind-research/nfnets/agc_optax.py``, reduces over every axis
+    but the *last*, because JAX stores a dense weight as ``(in, out)`` and a convolution as
+    ``HWIO``; reducing over all but dim 0 of PyTorch's ``(out, in)``/``OIHW`` gives the same
+    units.) Other tensors whose first dimension is not an output unit (e.g. an
+    ``Embedding``'s ``(vocab, dim)`` rows are clipped per token) are treated the same way.
+
+    Args:
+        parameters: a tensor or an iterable of tensors (e.g. ``model.parameters()``) whose
+            ``.grad`` has been filled by ``backward()``; those with ``grad is None`` are
+            skipped.
+        clipping: :math:`\lambda > 0`; the paper uses 0.01 to 0.16 depending on batch size.
+        eps: :math:`\epsilon > 0`, the smallest weight norm a unit is credited with.
+
+    Returns ``None``; the gradients are modified in place. A unit below the bound keeps its
+    gradient bit for bit; so a call on gradients that are all small changes nothing.
+    """
+    for name, value in (("clipping", clipping), ("eps", eps)):
+        if not value > 0 or value == float("inf"):  # also rejects NaN
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    for p in parameters:
+        if not isinstance(p, Tensor):
+            raise TypeError(f"parameters must be tensors, got {type(p).__name__}")
+        g = p.grad
+        if g is None:
+            continue
+        if g.is_sparse:
+            raise ValueError("adaptive_grad_clip_ needs dense gradients, got a sparse one "
+                             f"of shape {tuple(g.shape)}")
+        max_norm = _unitwise_norm(p.detach()).clamp_min(eps).mul_(clipping)
+        g_norm = _unitwise_norm(g)
+        # clipped units have g_norm > max_norm >= clipping * eps > 0: no division by zero
+        scaled = g * (max_norm / g_norm)
+        g.copy_(torch.where(g_norm > max_norm, scaled, g))
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator,

@@ -8,6 +8,9 @@ Used by the LayerNorm chapter to compare where the normalization sits:
 Xiong et al. (2020) showed that at initialization Post-LN gives large gradients to the
 parameters near the output, which is why it needs a learning-rate warm-up, while Pre-LN's
 gradients are well behaved across depth.
+
+``norm="dyt"`` puts :class:`normlab.nn.DynamicTanh` (Zhu et al., 2025) in every norm's place:
+the same architecture with no normalization statistic at all.
 """
 from __future__ import annotations
 
@@ -16,15 +19,16 @@ from torch import Tensor, nn
 
 from .models import norm_layer
 
-#: The :func:`normlab.models.norm_layer` names that normalize each token on its own, over
-#: ``d_model``: the norms a Transformer block can use.
-TOKEN_NORMS = ("ln", "rms")
+#: The :func:`normlab.models.norm_layer` names that act on each token on its own, over
+#: ``d_model``: the norms a Transformer block can use. ``"dyt"`` (DynamicTanh) is the
+#: statistics-free replacement of a norm, element-wise within the token.
+TOKEN_NORMS = ("ln", "rms", "dyt")
 
 
 def _norm(kind: str, d_model: int) -> nn.Module:
     if kind not in TOKEN_NORMS:
         raise ValueError(f"norm must be one of {', '.join(map(repr, TOKEN_NORMS))} (a norm that "
-                         f"normalizes each token on its own), got {kind!r}")
+                         f"acts on each token on its own), got {kind!r}")
     return norm_layer(kind, d_model, spatial=False)
 
 
@@ -32,9 +36,11 @@ class TransformerBlock(nn.Module):
     """Self-attention and a feed-forward layer, each with a residual connection and a norm.
 
     Input and output ``(batch, tokens, d_model)``. ``placement`` is ``"pre"`` or ``"post"``;
-    ``norm`` is ``"ln"`` (:class:`normlab.nn.LayerNorm`) or ``"rms"``
-    (:class:`normlab.nn.RMSNorm`), as named by :func:`normlab.models.norm_layer`. Each token
-    is normalized on its own, over ``d_model``.
+    ``norm`` is ``"ln"`` (:class:`normlab.nn.LayerNorm`), ``"rms"``
+    (:class:`normlab.nn.RMSNorm`) or ``"dyt"`` (:class:`normlab.nn.DynamicTanh`, no
+    statistic), as named by :func:`normlab.models.norm_layer` (:data:`TOKEN_NORMS`). Each
+    token is normalized (or, with ``"dyt"``, squashed element-wise) on its own, over
+    ``d_model``.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None,
