@@ -13,6 +13,8 @@ import normlab.nn as nn
     lambda: F.instance_norm(torch.ones(2, 4, 3, dtype=torch.bool)),
     lambda: nn.BatchNorm1d(3)(torch.ones(4, 3, dtype=torch.long)),
     lambda: nn.RMSNorm(4)(torch.ones(2, 4, dtype=torch.long)),
+    lambda: nn.BatchRenorm1d(3)(torch.ones(4, 3, dtype=torch.long)),
+    lambda: nn.SwitchableNorm2d(3)(torch.ones(2, 3, 2, 2, dtype=torch.long)),
 ])
 def test_integer_input_is_a_type_error(call):
     with pytest.raises(TypeError, match="floating-point"):
@@ -24,6 +26,9 @@ def test_integer_input_is_a_type_error(call):
     (nn.BatchNorm2d(3), (2, 3, 4), "BatchNorm2d expects 4-D"),
     (nn.InstanceNorm2d(3), (2, 3), "InstanceNorm2d expects 3-D"),
     (nn.IBNorm(4), (2, 4, 3), "IBNorm expects 4-D"),
+    (nn.BatchRenorm1d(3), (2, 3, 4, 5), "BatchRenorm1d expects 2-D"),
+    (nn.BatchRenorm2d(3), (2, 3, 4), "BatchRenorm2d expects 4-D"),
+    (nn.SwitchableNorm2d(3), (2, 3, 4), "SwitchableNorm2d expects 4-D"),
 ])
 def test_wrong_rank_names_the_expected_layout(module, shape, match):
     with pytest.raises(ValueError, match=match):
@@ -33,7 +38,8 @@ def test_wrong_rank_names_the_expected_layout(module, shape, match):
 @pytest.mark.parametrize("module,shape", [
     (nn.BatchNorm1d(3), (2, 5)), (nn.BatchNorm2d(3), (2, 4, 3, 3)),
     (nn.InstanceNorm2d(3), (2, 4, 3, 3)), (nn.GroupNorm(2, 4), (2, 6, 3)),
-    (nn.IBNorm(8), (2, 6, 3, 3)),
+    (nn.IBNorm(8), (2, 6, 3, 3)), (nn.BatchRenorm2d(3), (2, 4, 3, 3)),
+    (nn.SwitchableNorm2d(3), (2, 4, 3, 3)),
 ])
 def test_channel_mismatch(module, shape):
     with pytest.raises(ValueError, match="channels"):
@@ -88,3 +94,25 @@ def test_bad_hyperparameters():
         nn.IBNorm(4, ratio=1.0)
     with pytest.raises(ValueError, match="num_groups must be a positive integer"):
         F.group_norm(torch.randn(2, 4), 0)
+
+
+def test_renorm_and_switch_arguments():
+    with pytest.raises(ValueError, match="rmax must be >= 1"):
+        nn.BatchRenorm1d(3, rmax=0.9)
+    with pytest.raises(ValueError, match="dmax must be >= 0"):
+        nn.BatchRenorm2d(3, dmax=float("nan"))
+    with pytest.raises(ValueError, match="needs running_mean and running_var in both modes"):
+        F.batch_renorm(torch.randn(4, 3), None, None, training=True)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchRenorm1d(3)(torch.randn(1, 3))
+    with pytest.raises(ValueError, match=r"batch_std must have shape \(3,\)"):
+        F.batch_renorm_correction(torch.zeros(3), torch.ones(2), torch.zeros(3),
+                                  torch.ones(3), 1e-5, 3.0, 5.0)
+    with pytest.raises(ValueError, match=r"mean_weight must have shape \(3,\)"):
+        F.switchable_norm(torch.randn(2, 3, 4), torch.ones(2), torch.ones(3), training=True)
+    with pytest.raises(ValueError, match="more than 1 spatial element"):
+        nn.SwitchableNorm2d(3)(torch.randn(2, 3, 1, 1))
+    with pytest.raises(ValueError, match="needs running_mean and running_var"):
+        F.switchable_norm(torch.randn(2, 3, 4), torch.ones(3), torch.ones(3), training=False)
+    with pytest.raises(ValueError, match="momentum must lie in"):
+        nn.SwitchableNorm2d(3, momentum=2.0)

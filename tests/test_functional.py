@@ -362,7 +362,8 @@ def test_rms_norm_half_precision_close_to_torch():
     torch.testing.assert_close(ours, ref, atol=0, rtol=2 * 2**-10)
 
 
-@pytest.mark.parametrize("name", ["batch", "group", "instance", "layer", "rms"])
+@pytest.mark.parametrize("name", ["batch", "group", "instance", "layer", "rms", "renorm",
+                                  "switch"])
 def test_no_tensor_is_created_on_another_device(name):
     """Every tensor the kernel creates must live on the input's device. Without a GPU here, the
     "meta" device (shapes only, no data) stands in for one: a buffer allocated on the CPU by
@@ -375,9 +376,12 @@ def test_no_tensor_is_created_on_another_device(name):
         "instance": lambda t: F.instance_norm(t, weight=w, bias=w),
         "layer": lambda t: F.layer_norm(t, (5,)),
         "rms": lambda t: F.rms_norm(t, (5,)),
+        "renorm": lambda t: F.batch_renorm(t, torch.zeros(6, device="meta"),
+                                           torch.ones(6, device="meta"), w, w, training=True),
+        "switch": lambda t: F.switchable_norm(t, w[:3], w[3:], torch.zeros(6, device="meta"),
+                                              torch.ones(6, device="meta"), w, w, True),
     }
     out = fns[name](x)
-    grads = torch.autograd.grad(out.sum(), (x, w) if name in ("batch", "group", "instance")
-                                else (x,))
+    grads = torch.autograd.grad(out.sum(), (x, w) if name not in ("layer", "rms") else (x,))
     assert out.device.type == "meta" and all(g.device.type == "meta" for g in grads)
     assert grads[0].shape == x.shape

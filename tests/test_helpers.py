@@ -34,8 +34,9 @@ def test_images_load_offline():
 
 @pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm2d), ("gn", nlnn.GroupNorm),
                                       ("ln", nlnn.GroupNorm), ("in", nlnn.InstanceNorm2d),
-                                      ("ibn", nlnn.IBNorm), ("none", torch.nn.Identity),
-                                      (None, torch.nn.Identity)])
+                                      ("ibn", nlnn.IBNorm), ("renorm", nlnn.BatchRenorm2d),
+                                      ("switch", nlnn.SwitchableNorm2d),
+                                      ("none", torch.nn.Identity), (None, torch.nn.Identity)])
 def test_norm_layer_factory(kind, cls):
     layer = models.norm_layer(kind, 12, spatial=True, groups=8)
     assert type(layer) is cls
@@ -52,7 +53,8 @@ def test_norm_layer_factory(kind, cls):
 
 @pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm1d), ("gn", nlnn.GroupNorm),
                                       ("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm),
-                                      ("dyt", nlnn.DynamicTanh), ("none", torch.nn.Identity)])
+                                      ("dyt", nlnn.DynamicTanh), ("renorm", nlnn.BatchRenorm1d),
+                                      ("none", torch.nn.Identity)])
 def test_norm_layer_factory_dense(kind, cls):
     layer = models.norm_layer(kind, 12, spatial=False)
     assert type(layer) is cls
@@ -68,7 +70,8 @@ def test_norm_layer_ghost_batch_norm_and_case():
 
 
 def test_norm_layer_names_are_one_vocabulary():
-    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "dyt", "none"]
+    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "dyt", "renorm",
+                                        "switch", "none"]
     with pytest.raises(ValueError) as err:
         models.norm_layer("layer", 4, spatial=False)   # the old transformer spelling
     for name in models.NORM_LAYERS:
@@ -76,7 +79,7 @@ def test_norm_layer_names_are_one_vocabulary():
 
 
 @pytest.mark.parametrize("kind,spatial", [("in", False), ("ibn", False), ("rms", True),
-                                          ("dyt", True)])
+                                          ("dyt", True), ("switch", False)])
 def test_norm_layer_rejects_a_layout_it_cannot_normalize(kind, spatial):
     with pytest.raises(ValueError, match="spatial|dense"):
         models.norm_layer(kind, 4, spatial=spatial)
@@ -131,6 +134,41 @@ def test_diverging_run_stops_and_is_recorded():
 def test_cnn_shapes():
     model = models.small_cnn("gn", channels=(8, 16))
     assert model(torch.randn(2, 1, 14, 14)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("norm", ["gn", "bn", "renorm", "switch", "none"])
+def test_cnn_with_weight_standardized_convolutions(norm):
+    training.set_seed(0)
+    plain = models.small_cnn(norm, channels=(8, 16))
+    training.set_seed(0)
+    ws = models.small_cnn(norm, channels=(8, 16), conv="ws")
+    convs = [m for m in ws.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 2 and all(type(m) is nlnn.WSConv2d for m in convs)
+    assert all(type(m) is torch.nn.Conv2d for m in plain.modules()
+               if isinstance(m, torch.nn.Conv2d))
+    # same parameters, same draws from the generator: the raw weights are equal
+    for (k, a), b in zip(plain.state_dict().items(), ws.state_dict().values()):
+        assert torch.equal(a, b), k
+    x = torch.randn(4, 1, 14, 14)
+    out = ws(x)
+    assert out.shape == (4, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in ws.parameters())
+    with pytest.raises(ValueError, match="unknown conv kind 'wsconv'; valid names: 'plain', 'ws'"):
+        models.small_cnn(norm, conv="wsconv")
+
+
+@pytest.mark.parametrize("norm", ["renorm", "switch"])
+def test_new_norms_train_in_the_cnn_and_mlp(norm):
+    training.set_seed(0)
+    model = models.small_cnn(norm, channels=(4, 8))
+    model(torch.randn(6, 1, 8, 8)).sum().backward()
+    model.eval()
+    assert model(torch.randn(1, 1, 8, 8)).shape == (1, 10)   # eval: one sample is fine
+    if norm == "renorm":
+        mlp = models.mlp((12, 6, 3), norm=norm)
+        assert type(mlp[1]) is nlnn.BatchRenorm1d
+        assert mlp(torch.randn(5, 12)).shape == (5, 3)
 
 
 def test_plot_band_and_smooth():

@@ -3,11 +3,12 @@
 The layers:
 
 * :mod:`normlab.functional` -- ``batch_norm``, ``layer_norm``, ``instance_norm``,
-  ``group_norm``, ``rms_norm`` with ``torch.nn.functional``'s signatures.
+  ``group_norm``, ``rms_norm`` with ``torch.nn.functional``'s signatures; ``batch_renorm``,
+  ``switchable_norm``, ``standardize_weight`` as in their papers.
 * :mod:`normlab.nn` -- the modules (``BatchNorm1d/2d``, ``GhostBatchNorm1d/2d``,
-  ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``, ``IBNorm``, and the
-  statistics-free ``DynamicTanh``) and the helpers that find and freeze a model's BatchNorm
-  layers.
+  ``BatchRenorm1d/2d``, ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``,
+  ``IBNorm``, ``SwitchableNorm2d``, ``WSConv2d``, and the statistics-free ``DynamicTanh``),
+  ``renorm_schedule``, and the helpers that find and freeze a model's BatchNorm layers.
 * :mod:`normlab.numpy_ref` -- NumPy forward/backward pairs with hand-derived gradients.
 
 The experiments:

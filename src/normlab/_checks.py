@@ -97,6 +97,15 @@ def check_momentum(momentum: float | None, allow_none: bool) -> None:
         raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
 
 
+def check_renorm_limits(rmax: float, dmax: float) -> None:
+    """Batch renormalization's clipping bounds: ``rmax >= 1`` (``r`` is clipped to
+    ``[1/rmax, rmax]``) and ``dmax >= 0`` (``d`` to ``[-dmax, dmax]``); ``inf`` means no clip."""
+    if not rmax >= 1.0:  # also rejects NaN
+        raise ValueError(f"rmax must be >= 1 (r is clipped to [1/rmax, rmax]), got {rmax}")
+    if not dmax >= 0.0:
+        raise ValueError(f"dmax must be >= 0 (d is clipped to [-dmax, dmax]), got {dmax}")
+
+
 def normalized_shape_tuple(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
     """Turn ``normalized_shape`` (an int or a sequence of ints) into a tuple, as torch does."""
     if isinstance(normalized_shape, int):

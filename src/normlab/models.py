@@ -6,7 +6,8 @@ train.
   :class:`normlab.style.Stylizer`, :class:`normlab.transformer.TinyTransformer`) builds its
   norms through it, so a name means the same layer everywhere. The names are the keys of
   :data:`NORM_LAYERS`.
-* :func:`mlp`, :func:`small_cnn` -- the two classifiers of the experiments.
+* :func:`mlp`, :func:`small_cnn` -- the two classifiers of the experiments; the CNN's
+  convolutions are plain or weight-standardized (:data:`CONV_LAYERS`).
 * :func:`resnet` (of :class:`ResidualBlock`) -- a small residual CNN, with or without norms
   and with SkipInit, for the signal-propagation experiments of training without normalization.
 
@@ -30,9 +31,9 @@ from . import nn as nlnn
 NormBuilder = Callable[..., nn.Module]
 
 #: Name -> builder of every normalization layer :func:`norm_layer` knows. A new kind is one
-#: more builder decorated with ``@_register("name")``; the names planned next are
-#: ``"renorm"`` (batch renormalization), ``"ws"`` (weight standardization) and ``"sync"``
-#: (synchronized batch norm).
+#: more builder decorated with ``@_register("name")``; the name planned next is ``"sync"``
+#: (synchronized batch norm). Weight standardization is not a norm layer but a kind of
+#: convolution: ``small_cnn(conv="ws")`` (:data:`CONV_LAYERS`).
 NORM_LAYERS: dict[str, NormBuilder] = {}
 
 
@@ -106,6 +107,20 @@ def _dynamic_tanh(num_features: int, spatial: bool, **_) -> nn.Module:
     return nlnn.DynamicTanh(num_features)
 
 
+@_register("renorm")
+def _batch_renorm(num_features: int, spatial: bool, **_) -> nn.Module:
+    """``BatchRenorm2d``/``1d`` with the default bounds ``rmax=3, dmax=5`` (schedule them with
+    :func:`normlab.nn.set_renorm_limits` and :func:`normlab.nn.renorm_schedule`)."""
+    return nlnn.BatchRenorm2d(num_features) if spatial else nlnn.BatchRenorm1d(num_features)
+
+
+@_register("switch")
+def _switchable_norm(num_features: int, spatial: bool, **_) -> nn.Module:
+    """``SwitchableNorm2d(C)``: a learned mixture of IN, LN and BN statistics."""
+    _needs_spatial("switchable norm", spatial)
+    return nlnn.SwitchableNorm2d(num_features)
+
+
 @_register("none")
 def _identity(num_features: int, spatial: bool, **_) -> nn.Module:
     """No normalization: ``nn.Identity()``."""
@@ -118,18 +133,20 @@ def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
 
     ``kind`` (case-insensitive; ``None`` means ``"none"``):
 
-    ========  ================================  =======================================
-    name      dense features ``(N, C)``         conv features ``(N, C, H, W)``
-    ========  ================================  =======================================
-    ``bn``    ``BatchNorm1d(C)``                ``BatchNorm2d(C)``
-    ``ln``    ``LayerNorm(C)``                  ``GroupNorm(1, C)``
-    ``gn``    ``GroupNorm(g, C)``               ``GroupNorm(g, C)``
-    ``in``    (error)                           ``InstanceNorm2d(C, affine=True)``
-    ``ibn``   (error)                           ``IBNorm(C)``
-    ``rms``   ``RMSNorm(C)``                    (error)
-    ``dyt``   ``DynamicTanh(C)``                (error)
-    ``none``  ``nn.Identity()``                 ``nn.Identity()``
-    ========  ================================  =======================================
+    ==========  ==============================  =======================================
+    name        dense features ``(N, C)``       conv features ``(N, C, H, W)``
+    ==========  ==============================  =======================================
+    ``bn``      ``BatchNorm1d(C)``              ``BatchNorm2d(C)``
+    ``ln``      ``LayerNorm(C)``                ``GroupNorm(1, C)``
+    ``gn``      ``GroupNorm(g, C)``             ``GroupNorm(g, C)``
+    ``in``      (error)                         ``InstanceNorm2d(C, affine=True)``
+    ``ibn``     (error)                         ``IBNorm(C)``
+    ``rms``     ``RMSNorm(C)``                  (error)
+    ``dyt``     ``DynamicTanh(C)``              (error)
+    ``renorm``  ``BatchRenorm1d(C)``            ``BatchRenorm2d(C)``
+    ``switch``  (error)                         ``SwitchableNorm2d(C)``
+    ``none``    ``nn.Identity()``               ``nn.Identity()``
+    ==========  ==============================  =======================================
 
     ``ln``, ``rms`` and ``dyt`` act on the last dimension, so their dense layers also take tokens
     ``(N, T, C)``; ``dyt`` computes no statistic at all (an element-wise ``tanh``).
@@ -172,17 +189,29 @@ def mlp(sizes: Sequence[int], norm: str | None = None,
     return nn.Sequential(*layers)
 
 
+#: The convolutions :func:`small_cnn` can build: ``"plain"`` is ``torch.nn.Conv2d``, ``"ws"``
+#: the weight-standardized :class:`normlab.nn.WSConv2d` (Qiao et al., 2019; meant to be
+#: followed by a norm such as ``"gn"`` or ``"bn"``). Both have the same parameters and take
+#: the same draws from the random generator, so a seed gives the same raw weights.
+CONV_LAYERS: dict[str, type[nn.Conv2d]] = {"plain": nn.Conv2d, "ws": nlnn.WSConv2d}
+
+
 def small_cnn(norm: str | None = None, channels: Sequence[int] = (16, 32),
               in_channels: int = 1, num_classes: int = 10, groups: int = 8,
-              ghost_batch_size: int | None = None) -> nn.Sequential:
+              ghost_batch_size: int | None = None, conv: str = "plain") -> nn.Sequential:
     """``[Conv3x3 -> norm -> ReLU -> MaxPool2]`` per entry of ``channels``, global average
-    pooling, and a linear classifier. ``norm`` is a :func:`norm_layer` name. Works for any
+    pooling, and a linear classifier. ``norm`` is a :func:`norm_layer` name, ``conv`` a
+    :data:`CONV_LAYERS` name (``"ws"``: weight-standardized convolutions). Works for any
     input size of at least ``2**len(channels)``.
     """
+    if conv not in CONV_LAYERS:
+        raise ValueError(f"unknown conv kind {conv!r}; valid names: "
+                         f"{', '.join(repr(k) for k in CONV_LAYERS)}")
+    conv_cls = CONV_LAYERS[conv]
     layers: list[nn.Module] = []
     c_in = in_channels
     for c in channels:
-        layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=norm in (None, "none")),
+        layers += [conv_cls(c_in, c, 3, padding=1, bias=norm in (None, "none")),
                    norm_layer(norm, c, spatial=True, groups=groups,
                               ghost_batch_size=ghost_batch_size), nn.ReLU(),
                    nn.MaxPool2d(2)]
