@@ -31,7 +31,8 @@ def test_images_load_offline():
         data.load_image("eagle")
 
 
-@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm2d), ("gn", nlnn.GroupNorm),
+@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm2d), ("sync", nlnn.SyncBatchNorm),
+                                      ("gn", nlnn.GroupNorm),
                                       ("ln", nlnn.GroupNorm), ("in", nlnn.InstanceNorm2d),
                                       ("ibn", nlnn.IBNorm), ("none", torch.nn.Identity),
                                       (None, torch.nn.Identity)])
@@ -49,7 +50,8 @@ def test_norm_layer_factory(kind, cls):
         models.norm_layer("xx", 4, spatial=True)
 
 
-@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm1d), ("gn", nlnn.GroupNorm),
+@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm1d), ("sync", nlnn.SyncBatchNorm),
+                                      ("gn", nlnn.GroupNorm),
                                       ("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm),
                                       ("none", torch.nn.Identity)])
 def test_norm_layer_factory_dense(kind, cls):
@@ -67,7 +69,7 @@ def test_norm_layer_ghost_batch_norm_and_case():
 
 
 def test_norm_layer_names_are_one_vocabulary():
-    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "none"]
+    assert list(models.NORM_LAYERS) == ["bn", "sync", "ln", "gn", "in", "ibn", "rms", "none"]
     with pytest.raises(ValueError) as err:
         models.norm_layer("layer", 4, spatial=False)   # the old transformer spelling
     for name in models.NORM_LAYERS:

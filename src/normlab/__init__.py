@@ -5,8 +5,8 @@ The layers:
 * :mod:`normlab.functional` -- ``batch_norm``, ``layer_norm``, ``instance_norm``,
   ``group_norm``, ``rms_norm`` with ``torch.nn.functional``'s signatures.
 * :mod:`normlab.nn` -- the modules (``BatchNorm1d/2d``, ``GhostBatchNorm1d/2d``,
-  ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``, ``IBNorm``) and the helpers
-  that find and freeze a model's BatchNorm layers.
+  ``SyncBatchNorm``, ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``,
+  ``IBNorm``) and the helpers that find and freeze a model's BatchNorm layers.
 * :mod:`normlab.numpy_ref` -- NumPy forward/backward pairs with hand-derived gradients.
 
 The experiments:

@@ -25,8 +25,8 @@ NormBuilder = Callable[..., nn.Module]
 
 #: Name -> builder of every normalization layer :func:`norm_layer` knows. A new kind is one
 #: more builder decorated with ``@_register("name")``; the names planned next are
-#: ``"renorm"`` (batch renormalization), ``"ws"`` (weight standardization), ``"sync"``
-#: (synchronized batch norm) and ``"dyt"`` (dynamic tanh).
+#: ``"renorm"`` (batch renormalization), ``"ws"`` (weight standardization) and ``"dyt"``
+#: (dynamic tanh).
 NORM_LAYERS: dict[str, NormBuilder] = {}
 
 
@@ -50,6 +50,13 @@ def _batch_norm(num_features: int, spatial: bool, *, ghost_batch_size: int | Non
         cls = nlnn.GhostBatchNorm2d if spatial else nlnn.GhostBatchNorm1d
         return cls(num_features, ghost_batch_size)
     return nlnn.BatchNorm2d(num_features) if spatial else nlnn.BatchNorm1d(num_features)
+
+
+@_register("sync")
+def _sync_batch_norm(num_features: int, spatial: bool, **_) -> nn.Module:
+    """``SyncBatchNorm(C)``: batch norm with statistics over all ranks of the process group
+    (plain BatchNorm without one); any input ``(N, C, *)``, so dense and conv alike."""
+    return nlnn.SyncBatchNorm(num_features)
 
 
 @_register("ln")
@@ -105,6 +112,7 @@ def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
     name      dense features ``(N, C)``         conv features ``(N, C, H, W)``
     ========  ================================  =======================================
     ``bn``    ``BatchNorm1d(C)``                ``BatchNorm2d(C)``
+    ``sync``  ``SyncBatchNorm(C)``              ``SyncBatchNorm(C)``
     ``ln``    ``LayerNorm(C)``                  ``GroupNorm(1, C)``
     ``gn``    ``GroupNorm(g, C)``               ``GroupNorm(g, C)``
     ``in``    (error)                           ``InstanceNorm2d(C, affine=True)``

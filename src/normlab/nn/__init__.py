@@ -10,7 +10,8 @@ from .groupnorm import GroupNorm
 from .ibnorm import IBNorm
 from .instancenorm import InstanceNorm2d
 from .layernorm import LayerNorm, RMSNorm
+from .syncbatchnorm import SyncBatchNorm
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "GhostBatchNorm1d", "GhostBatchNorm2d", "GroupNorm",
-           "IBNorm", "InstanceNorm2d", "LayerNorm", "RMSNorm",
+           "IBNorm", "InstanceNorm2d", "LayerNorm", "RMSNorm", "SyncBatchNorm",
            "batchnorm_layers", "freeze_batchnorm_stats", "is_batchnorm"]
