@@ -43,11 +43,10 @@ def _global_statistics(x: Tensor, group, world_size: int,
                        shape: torch.Size) -> tuple[Tensor, Tensor, int]:
     r"""Per-channel mean and biased variance of the global batch, and its count per channel.
 
-    ``x`` is this rank's part, viewed as ``(N_r, C, S_r)`` (``shape`` is its own shape, for
-    the error message). Each rank reduces its own part to
-    :math:`(n_r, m_r, M2_r)`, packed as one vector of ``1 + 2C`` values, and one
-    ``all_gather`` gives every rank all :math:`W` vectors, which every rank then combines in
-    the same order (Chan, Golub & LeVeque's parallel variance):
+    ``x`` is this rank's part, viewed as ``(N_r, C, S_r)``; ``shape`` is its own shape, for
+    the error message. Each rank reduces its part to :math:`(n_r, m_r, M2_r)`, packed as one
+    vector of ``1 + 2C`` values; one ``all_gather`` gives every rank all :math:`W` vectors,
+    which every rank combines in the same order (Chan, Golub & LeVeque's parallel variance):
 
     .. math::
         n = \sum_r n_r,\qquad m = \frac1n\sum_r n_r m_r,\qquad
