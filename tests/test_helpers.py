@@ -32,7 +32,8 @@ def test_images_load_offline():
         data.load_image("eagle")
 
 
-@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm2d), ("gn", nlnn.GroupNorm),
+@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm2d), ("sync", nlnn.SyncBatchNorm),
+                                      ("gn", nlnn.GroupNorm),
                                       ("ln", nlnn.GroupNorm), ("in", nlnn.InstanceNorm2d),
                                       ("ibn", nlnn.IBNorm), ("renorm", nlnn.BatchRenorm2d),
                                       ("switch", nlnn.SwitchableNorm2d),
@@ -51,7 +52,8 @@ def test_norm_layer_factory(kind, cls):
         models.norm_layer("xx", 4, spatial=True)
 
 
-@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm1d), ("gn", nlnn.GroupNorm),
+@pytest.mark.parametrize("kind,cls", [("bn", nlnn.BatchNorm1d), ("sync", nlnn.SyncBatchNorm),
+                                      ("gn", nlnn.GroupNorm),
                                       ("ln", nlnn.LayerNorm), ("rms", nlnn.RMSNorm),
                                       ("dyt", nlnn.DynamicTanh), ("renorm", nlnn.BatchRenorm1d),
                                       ("none", torch.nn.Identity)])
@@ -70,8 +72,8 @@ def test_norm_layer_ghost_batch_norm_and_case():
 
 
 def test_norm_layer_names_are_one_vocabulary():
-    assert list(models.NORM_LAYERS) == ["bn", "ln", "gn", "in", "ibn", "rms", "dyt", "renorm",
-                                        "switch", "none"]
+    assert list(models.NORM_LAYERS) == ["bn", "sync", "ln", "gn", "in", "ibn", "rms", "dyt",
+                                        "renorm", "switch", "none"]
     with pytest.raises(ValueError) as err:
         models.norm_layer("layer", 4, spatial=False)   # the old transformer spelling
     for name in models.NORM_LAYERS:

@@ -6,7 +6,7 @@ The layers:
   ``group_norm``, ``rms_norm`` with ``torch.nn.functional``'s signatures; ``batch_renorm``,
   ``switchable_norm``, ``standardize_weight`` as in their papers.
 * :mod:`normlab.nn` -- the modules (``BatchNorm1d/2d``, ``GhostBatchNorm1d/2d``,
-  ``BatchRenorm1d/2d``, ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``,
+  ``SyncBatchNorm``, ``BatchRenorm1d/2d``, ``LayerNorm``, ``InstanceNorm2d``, ``GroupNorm``, ``RMSNorm``,
   ``IBNorm``, ``SwitchableNorm2d``, ``WSConv2d``, and the statistics-free ``DynamicTanh``),
   ``renorm_schedule``, and the helpers that find and freeze a model's BatchNorm layers.
 * :mod:`normlab.numpy_ref` -- NumPy forward/backward pairs with hand-derived gradients.

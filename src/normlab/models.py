@@ -31,9 +31,8 @@ from . import nn as nlnn
 NormBuilder = Callable[..., nn.Module]
 
 #: Name -> builder of every normalization layer :func:`norm_layer` knows. A new kind is one
-#: more builder decorated with ``@_register("name")``; the name planned next is ``"sync"``
-#: (synchronized batch norm). Weight standardization is not a norm layer but a kind of
-#: convolution: ``small_cnn(conv="ws")`` (:data:`CONV_LAYERS`).
+#: more builder decorated with ``@_register("name")``. Weight standardization is not a norm
+#: layer but a kind of convolution: ``small_cnn(conv="ws")`` (:data:`CONV_LAYERS`).
 NORM_LAYERS: dict[str, NormBuilder] = {}
 
 
@@ -57,6 +56,13 @@ def _batch_norm(num_features: int, spatial: bool, *, ghost_batch_size: int | Non
         cls = nlnn.GhostBatchNorm2d if spatial else nlnn.GhostBatchNorm1d
         return cls(num_features, ghost_batch_size)
     return nlnn.BatchNorm2d(num_features) if spatial else nlnn.BatchNorm1d(num_features)
+
+
+@_register("sync")
+def _sync_batch_norm(num_features: int, spatial: bool, **_) -> nn.Module:
+    """``SyncBatchNorm(C)``: batch norm with statistics over all ranks of the process group
+    (plain BatchNorm without one); any input ``(N, C, *)``, so dense and conv alike."""
+    return nlnn.SyncBatchNorm(num_features)
 
 
 @_register("ln")
@@ -133,24 +139,7 @@ def norm_layer(kind: str | None, num_features: int, *, spatial: bool,
 
     ``kind`` (case-insensitive; ``None`` means ``"none"``):
 
-    ==========  ==============================  =======================================
-    name        dense features ``(N, C)``       conv features ``(N, C, H, W)``
-    ==========  ==============================  =======================================
-    ``bn``      ``BatchNorm1d(C)``              ``BatchNorm2d(C)``
-    ``ln``      ``LayerNorm(C)``                ``GroupNorm(1, C)``
-    ``gn``      ``GroupNorm(g, C)``             ``GroupNorm(g, C)``
-    ``in``      (error)                         ``InstanceNorm2d(C, affine=True)``
-    ``ibn``     (error)                         ``IBNorm(C)``
-    ``rms``     ``RMSNorm(C)``                  (error)
-    ``dyt``     ``DynamicTanh(C)``              (error)
-    ``renorm``  ``BatchRenorm1d(C)``            ``BatchRenorm2d(C)``
-    ``switch``  (error)                         ``SwitchableNorm2d(C)``
-    ``none``    ``nn.Identity()``               ``nn.Identity()``
-    ==========  ==============================  =======================================
-
-    ``ln``, ``rms`` and ``dyt`` act on the last dimension, so their dense layers also take tokens
-    ``(N, T, C)``; ``dyt`` computes no statistic at all (an element-wise ``tanh``).
-
+    ==========  ==============================  ================================
     ``groups`` is GN's group count ``g`` (reduced to the largest divisor of ``num_features``
     not above it). With ``ghost_batch_size``, ``"bn"`` is a :class:`normlab.nn.GhostBatchNorm2d`
     / ``GhostBatchNorm1d`` (statistics over groups of that many samples, as on several devices

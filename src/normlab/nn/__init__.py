@@ -19,11 +19,12 @@ from .ibnorm import IBNorm
 from .instancenorm import InstanceNorm2d
 from .layernorm import LayerNorm, RMSNorm
 from .switchnorm import SwitchableNorm2d
+from .syncbatchnorm import SyncBatchNorm
 from .wsconv import WSConv2d
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "BatchRenorm2d", "DynamicTanh",
            "GhostBatchNorm1d",
            "GhostBatchNorm2d", "GroupNorm", "IBNorm", "InstanceNorm2d", "LayerNorm", "RMSNorm",
-           "SwitchableNorm2d", "WSConv2d",
+           "SwitchableNorm2d", "SyncBatchNorm", "WSConv2d",
            "batchnorm_layers", "freeze_batchnorm_stats", "is_batchnorm", "renorm_schedule",
            "set_renorm_limits"]
