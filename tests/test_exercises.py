@@ -22,6 +22,9 @@ SIGNATURES = {
     "fold_batchnorm":
         "fn(conv_weight, conv_bias, gamma, beta, running_mean, running_var, eps) -> (weight, bias)",
     "welford_variance": "fn(x) -> (mean, var)",
+    "adaptive_grad_clip": "fn(weight, grad, clipping, eps) -> clipped_grad",
+    "renorm_correction":
+        "fn(batch_mean, batch_std, running_mean, running_var, eps, rmax, dmax) -> (r, d)",
 }
 
 

@@ -1116,6 +1116,212 @@ def _solve_welford_variance(x):
     return mean, m2 / len(x)
 
 
+# ---------------------------------------------------------------- adaptive_grad_clip
+def _ref_adaptive_grad_clip(weight, grad, clipping, eps):
+    """normlab.training.adaptive_grad_clip_ on a torch parameter: the verified AGC."""
+    from .training import adaptive_grad_clip_
+
+    param = torch.nn.Parameter(torch.tensor(weight))
+    param.grad = torch.tensor(grad)
+    adaptive_grad_clip_(param, clipping=clipping, eps=eps)
+    return param.grad.numpy()
+
+
+_AGC_UNITS = {
+    "units": lambda ndim: tuple(range(1, ndim)),              # the right one: all axes but 0
+    "whole": lambda ndim: tuple(range(ndim)),
+    "columns": lambda ndim: (0,) + tuple(range(2, ndim)),   # per input unit (axis 1)
+}
+_AGC_FLOORS = {
+    "max(norm, eps)": lambda norm, eps: np.maximum(norm, eps),   # the right one
+    "norm": lambda norm, eps: norm,
+    "norm + eps": lambda norm, eps: norm + eps,
+}
+
+
+def _agc(weight, grad, clipping, eps, *, units="units", floor="max(norm, eps)",
+         clip_all=False):
+    """AGC with the norms over one of the ``_AGC_UNITS``, the weight norm floored as one of
+    the ``_AGC_FLOORS``, and, with ``clip_all``, every unit rescaled to the bound."""
+    axes = _AGC_UNITS[units](weight.ndim)
+    w_norm = np.sqrt((weight * weight).sum(axis=axes, keepdims=True))
+    g_norm = np.sqrt((grad * grad).sum(axis=axes, keepdims=True))
+    max_norm = clipping * _AGC_FLOORS[floor](w_norm, eps)
+    over = g_norm > max_norm
+    if clip_all:
+        over = g_norm > 0
+    scale = np.where(over, max_norm / np.where(g_norm > 0, g_norm, 1.0), 1.0)
+    return grad * scale
+
+
+def _adaptive_grad_clip(rng):
+    r"""``fn(weight, grad, clipping, eps) -> clipped_grad``: adaptive gradient clipping (AGC).
+
+    ``weight`` and its gradient ``grad`` have the same shape: a ``Linear`` weight ``(out,
+    in)`` or a convolution weight ``(out, in, kh, kw)``. Each output unit :math:`i` (a row,
+    or one output filter: every axis but 0) is clipped on its own, with Frobenius norms
+    :math:`\lVert\cdot\rVert` over that unit: if
+    :math:`\lVert G_i\rVert / \max(\lVert W_i\rVert, \epsilon) > \lambda` (``clipping``), then
+    :math:`G_i \leftarrow \lambda \max(\lVert W_i\rVert, \epsilon)\, G_i / \lVert G_i\rVert`;
+    units under the bound keep their gradient. Returns a new array (``grad`` unchanged).
+    """
+    specs = (  # (description, shape, clipping, eps, kind)
+        ("Linear weight (out, in), half of the units over the bound", (6, 5), 0.01, 1e-3,
+         "mixed"),
+        ("conv weight (out, in, 3, 3)", (4, 3, 3, 3), 0.01, 1e-3, "mixed"),
+        ("a zero-initialized unit (weight[1] = 0)", (5, 4), 0.02, 1e-3, "zero unit"),
+        ("every unit under the bound: nothing changes", (4, 6), 0.01, 1e-3, "under"),
+        ("non-contiguous weight and grad (strided views)", (3, 4, 2, 2), 0.04, 1e-3,
+         "strided"),
+        ("1x1 conv, clipping 0.16, eps 1e-2", (8, 3, 1, 1), 0.16, 1e-2, "mixed"),
+    )
+    cases = []
+    for description, shape, clipping, eps, kind in specs:
+        out = shape[0]
+        weight = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
+        if kind == "zero unit":
+            weight[1] = 0.0
+        direction = rng.standard_normal(shape)
+        axes = tuple(range(1, len(shape)))
+        direction /= np.sqrt((direction ** 2).sum(axis=axes, keepdims=True))
+        # each unit's ||G_i|| / max(||W_i||, eps) is `ratio` times the bound, well away from 1
+        ratio = np.where(np.arange(out) % 2 == 0, rng.uniform(2.0, 10.0, out),
+                         rng.uniform(0.1, 0.5, out))
+        if kind == "under":
+            ratio = rng.uniform(0.1, 0.5, out)
+        w_norm = np.maximum(np.sqrt((weight ** 2).sum(axis=axes)), eps)
+        grad = direction * (ratio * clipping * w_norm).reshape((out,) + (1,) * len(axes))
+        if kind == "strided":
+            weight, grad = _strided(weight), _strided(grad)
+        cases.append(_Case(description, {"weight": weight, "grad": grad, "clipping": clipping,
+                                         "eps": eps}))
+    return cases
+
+
+_AGC_MISTAKES = (
+    _Mistake("one norm for the whole tensor instead of one per output unit (all axes but 0)",
+             partial(_agc, units="whole")),
+    _Mistake("every unit rescaled to the bound, not only those over it (a unit under the "
+             "bound keeps its gradient)", partial(_agc, clip_all=True)),
+    _Mistake("the weight norm not floored at eps: max(||W_i||, eps) is needed, or a unit whose "
+             "weights are zero gets a zero gradient and never moves",
+             partial(_agc, floor="norm")),
+    _Mistake("norms over the wrong axes: one per input unit (axis 1, all others reduced) "
+             "instead of one per output unit (axis 0)", partial(_agc, units="columns")),
+    _Mistake("||W_i|| + eps instead of max(||W_i||, eps)", partial(_agc, floor="norm + eps")),
+)
+
+
+def _solve_adaptive_grad_clip(weight, grad, clipping, eps):
+    axes = tuple(range(1, weight.ndim))      # one unit per output: every axis but 0
+    w_norm = np.sqrt((weight ** 2).sum(axis=axes, keepdims=True))   # (out, 1, ...)
+    g_norm = np.sqrt((grad ** 2).sum(axis=axes, keepdims=True))
+    max_norm = clipping * np.maximum(w_norm, eps)    # eps: zero weights can still move
+    # min(1, max_norm / g_norm), written so that a zero gradient needs no division by 0:
+    # a unit under the bound is multiplied by max_norm / max_norm = 1 exactly
+    return grad * (max_norm / np.maximum(g_norm, max_norm))
+
+
+# ---------------------------------------------------------------- renorm_correction
+def _ref_renorm_correction(batch_mean, batch_std, running_mean, running_var, eps, rmax, dmax):
+    """normlab.functional.batch_renorm_correction on torch tensors: the verified r and d."""
+    r, d = functional.batch_renorm_correction(
+        *_tensors(batch_mean, batch_std, running_mean, running_var), eps, rmax, dmax)
+    return r.numpy(), d.numpy()
+
+
+_RENORM_R_BOUNDS = {
+    "[1/rmax, rmax]": lambda rmax: (1.0 / rmax, rmax),     # the right one
+    "[-rmax, rmax]": lambda rmax: (-rmax, rmax),           # as for d: no lower bound for r > 0
+    "[rmax, 1/rmax]": lambda rmax: (rmax, 1.0 / rmax),     # swapped: np.clip gives 1/rmax
+    "none": lambda rmax: (-np.inf, np.inf),
+}
+
+
+def _renorm(batch_mean, batch_std, running_mean, running_var, eps, rmax, dmax, *,
+            r_bounds="[1/rmax, rmax]", ratio="sigma_B / sigma", sigma="sqrt(var + eps)",
+            d_scale="sigma", d_sign=1.0, clip_d=True):
+    """(r, d) with r clipped to one of the ``_RENORM_R_BOUNDS`` (as ``np.clip`` does it:
+    ``minimum(maximum(q, lo), hi)``), ``ratio`` "sigma_B / sigma" or "sigma / sigma_B",
+    ``sigma`` "sqrt(var + eps)" or "sqrt(var)", and d divided by ``d_scale`` "sigma" or
+    "sigma_B", times ``d_sign``, clipped to [-dmax, dmax] unless ``clip_d`` is False."""
+    s = np.sqrt(running_var + eps) if sigma == "sqrt(var + eps)" else np.sqrt(running_var)
+    q = batch_std / s if ratio == "sigma_B / sigma" else s / batch_std
+    lo, hi = _RENORM_R_BOUNDS[r_bounds](rmax)
+    d = d_sign * (batch_mean - running_mean) / (s if d_scale == "sigma" else batch_std)
+    return np.minimum(np.maximum(q, lo), hi), np.clip(d, -dmax, dmax) if clip_d else d
+
+
+def _renorm_correction(rng):
+    r"""``fn(batch_mean, batch_std, running_mean, running_var, eps, rmax, dmax) -> (r, d)``:
+    batch renormalization's per-channel correction (Ioffe, 2017).
+
+    All arrays are ``(C,)``: the batch's mean :math:`\mu_B` and standard deviation
+    :math:`\sigma_B` (already :math:`\sqrt{\sigma_B^2 + \epsilon}`), and the running mean
+    :math:`\mu` and running variance. With the running standard deviation
+    :math:`\sigma = \sqrt{\text{running\_var} + \epsilon}`, return
+    ``r = clip(sigma_B / sigma, 1/rmax, rmax)`` and ``d = clip((mu_B - mu) / sigma, -dmax,
+    dmax)``, two ``(C,)`` float64 arrays. ``rmax >= 1`` and ``dmax >= 0`` are floats
+    (``inf``: no clipping); ``rmax = 1, dmax = 0`` gives ``r = 1, d = 0``, plain batch norm.
+    """
+    specs = (  # (description, C, eps, rmax, dmax, log-ratio range, d range, kind)
+        ("both bounds reached: rmax = 2, dmax = 1", 12, 1e-5, 2.0, 1.0, 1.6, 2.0, "random"),
+        ("the paper's final bounds rmax = 3, dmax = 5: nothing clipped", 8, 1e-5, 3.0, 5.0,
+         0.6, 3.0, "random"),
+        ("warm-up: rmax = 1, dmax = 0 (plain batch norm)", 6, 1e-5, 1.0, 0.0, 1.0, 2.0,
+         "random"),
+        ("a running variance of 1e-7, below eps", 5, 1e-5, 3.0, 5.0, 0.5, 1.0, "tiny var"),
+        ("a channel constant over the batch: batch_std = sqrt(eps)", 6, 1e-5, 3.0, 5.0, 0.5,
+         1.0, "constant"),
+        ("a large running mean (1e4), eps = 1e-3", 7, 1e-3, 3.0, 5.0, 1.5, 3.0,
+         "large mean"),
+        ("non-contiguous inputs (strided views)", 9, 1e-5, 2.0, 1.0, 1.6, 2.0, "strided"),
+        ("rmax = dmax = inf: no clipping", 6, 1e-5, np.inf, np.inf, 2.0, 6.0, "random"),
+    )
+    cases = []
+    for description, c, eps, rmax, dmax, log_ratio, d_range, kind in specs:
+        running_var = np.full(c, 1e-7) if kind == "tiny var" else rng.uniform(0.5, 2.0, c)
+        running_mean = rng.standard_normal(c) + (1e4 if kind == "large mean" else 0.0)
+        sigma = np.sqrt(running_var + eps)
+        # spread evenly over the range (so both bounds are reached), in a random order
+        ratio = np.exp(rng.permutation(np.linspace(-log_ratio, log_ratio, c)))
+        shift = rng.permutation(np.linspace(-d_range, d_range, c)) + 0.1 * rng.random(c)
+        batch_std = ratio * sigma
+        if kind == "constant":
+            batch_std[1] = np.sqrt(eps)
+        batch_mean = running_mean + shift * sigma
+        arrays = {"batch_mean": batch_mean, "batch_std": batch_std,
+                  "running_mean": running_mean, "running_var": running_var}
+        if kind == "strided":
+            arrays = {k: _strided(v) for k, v in arrays.items()}
+        cases.append(_Case(description, {**arrays, "eps": eps, "rmax": rmax, "dmax": dmax}))
+    return cases
+
+
+_RENORM_MISTAKES = (
+    _Mistake("the clip bounds of r swapped: clip(r, rmax, 1/rmax) is 1/rmax everywhere",
+             partial(_renorm, r_bounds="[rmax, 1/rmax]")),
+    _Mistake("r not clipped from below at 1/rmax: min(r, rmax), or clip(r, -rmax, rmax) as "
+             "for d", partial(_renorm, r_bounds="[-rmax, rmax]")),
+    _Mistake("r inverted: sigma / sigma_B instead of sigma_B / sigma",
+             partial(_renorm, ratio="sigma / sigma_B")),
+    _Mistake("the running sigma without eps: sqrt(running_var) instead of "
+             "sqrt(running_var + eps)", partial(_renorm, sigma="sqrt(var)")),
+    _Mistake("d divided by the batch's sigma_B instead of the running sigma",
+             partial(_renorm, d_scale="sigma_B")),
+    _Mistake("d with the wrong sign: (running_mean - batch_mean) / sigma",
+             partial(_renorm, d_sign=-1.0)),
+    _Mistake("r and d not clipped at all", partial(_renorm, r_bounds="none", clip_d=False)),
+)
+
+
+def _solve_renorm_correction(batch_mean, batch_std, running_mean, running_var, eps, rmax, dmax):
+    sigma = np.sqrt(running_var + eps)                  # the running std, eps as in sigma_B
+    r = np.clip(batch_std / sigma, 1.0 / rmax, rmax)    # r > 0: clipped to [1/rmax, rmax]
+    d = np.clip((batch_mean - running_mean) / sigma, -dmax, dmax)
+    return r, d
+
+
 # ============================================================================ registry
 _GRADERS = {g.name: g for g in (
     _Grader("batchnorm_forward", ("out",), _ref_batchnorm_forward, _batchnorm_forward,
@@ -1138,6 +1344,10 @@ _GRADERS = {g.name: g for g in (
             _FOLD_MISTAKES, main_input="conv_weight"),
     _Grader("welford_variance", ("mean", "var"), _ref_welford_variance, _welford_variance,
             _WELFORD_MISTAKES, rtol=_TOL_WELFORD, dtype=np.float32),
+    _Grader("adaptive_grad_clip", ("clipped_grad",), _ref_adaptive_grad_clip,
+            _adaptive_grad_clip, _AGC_MISTAKES, main_input="weight"),
+    _Grader("renorm_correction", ("r", "d"), _ref_renorm_correction, _renorm_correction,
+            _RENORM_MISTAKES, main_input="batch_mean"),
 )}
 
 _SOLUTIONS = {
@@ -1151,4 +1361,6 @@ _SOLUTIONS = {
     "adain": _solve_adain,
     "fold_batchnorm": _solve_fold_batchnorm,
     "welford_variance": _solve_welford_variance,
+    "adaptive_grad_clip": _solve_adaptive_grad_clip,
+    "renorm_correction": _solve_renorm_correction,
 }
