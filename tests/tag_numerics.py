@@ -39,7 +39,8 @@ def _text_outputs(cell) -> str:
         if out["output_type"] == "stream":
             text = "".join(line for line in out["text"].splitlines(True)
                            if not line.startswith(NOTICE_PREFIX))
-            parts.append([out["name"], text])
+            if text:   # a stream that held only the notice is no output at all
+                parts.append([out["name"], text])
         elif "data" in out:
             parts.append({k: v for k, v in out["data"].items() if not k.startswith("image/")})
         elif out["output_type"] == "error":

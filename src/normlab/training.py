@@ -5,7 +5,7 @@ Kept deliberately plain: full tensors in memory, seeded mini-batch order, SGD by
 fixes its initialization and :func:`train`'s ``seed`` the batch order, so a chapter's stored
 outputs reproduce exactly. The models themselves are built by :mod:`normlab.models`.
 :func:`adaptive_grad_clip_` is the NFNets gradient clipping, applied between ``backward()``
-and the optimizer step when training without normalization.
+and the optimizer step when training without normalization (``train(..., clip_grads=...)``).
 """
 from __future__ import annotations
 
@@ -186,7 +186,8 @@ class History:
 def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60,
           seed: int = 0, momentum: float = 0.0, weight_decay: float = 0.0,
           eval_every: int = 0, on_step: Callable[[int, nn.Module], None] | None = None,
-          freeze_bn_stats: bool = False) -> History:
+          freeze_bn_stats: bool = False,
+          clip_grads: Callable[[list[nn.Parameter]], None] | None = None) -> History:
     """Train ``model`` on ``data`` (a :class:`normlab.data.Split`) with SGD and cross-entropy.
 
     Args:
@@ -199,6 +200,11 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60
         on_step: called as ``on_step(step, model)`` after each update, for probes.
         freeze_bn_stats: keep every BatchNorm layer in eval mode (running statistics used and
             not updated; its affine parameters still learn), as when fine-tuning.
+        clip_grads: called as ``clip_grads(params)``, with the list of the model's parameters
+            (those the optimizer updates), after ``loss.backward()`` and before every
+            optimizer step, to modify their ``.grad`` in place: e.g.
+            ``clip_grads=adaptive_grad_clip_`` (AGC with its defaults) or
+            ``functools.partial(adaptive_grad_clip_, clipping=0.04)``.
 
     A loss that becomes NaN or infinite stops the run early; the history records it, so a
     diverging configuration shows up as such in the plots.
@@ -210,8 +216,8 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60
         raise ValueError(f"the training set has {len(data.y_train)} examples, fewer than "
                          f"batch_size={batch_size}; use a smaller batch")
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                          weight_decay=weight_decay)
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     hist = History()
     X, y = data.X_train, data.y_train
@@ -224,6 +230,8 @@ def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60
             loss = loss_fn(model(X[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grads is not None:
+                clip_grads(params)
             opt.step()
             step += 1
             value = loss.item()
