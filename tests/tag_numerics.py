@@ -3,7 +3,7 @@
     .venv/bin/python tests/tag_numerics.py chapters/*.ipynb          # execute, compare, tag
     .venv/bin/python tests/tag_numerics.py --check chapters/*.ipynb  # report only
 
-Executes copies of the notebooks (in a temporary directory) under *other* numerics than the
+Executes the notebooks (in memory, each in its own directory) under *other* numerics than the
 reference -- ATen's default (non-vectorized) kernels and MKL's AVX2 path instead of AVX2 and
 CBWR=COMPATIBLE -- and compares every code cell's text output with the stored one (run `make
 execute` first, so the stored outputs are the reference). A cell whose output differs gets the
@@ -15,11 +15,10 @@ Takes as long as executing the chapters (a few minutes).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -48,23 +47,29 @@ def _text_outputs(cell) -> str:
     return re.sub(r"0x[0-9a-fA-F]{6,}", "0xADDRESS", json.dumps(parts, sort_keys=True))
 
 
-def _execute_elsewhere(paths: list[Path], workdir: Path) -> list[Path]:
-    """Execute copies of ``paths`` with a kernel spec that carries OTHER_NUMERICS."""
+def _execute_elsewhere(paths: list[Path], workdir: Path) -> list[nbformat.NotebookNode]:
+    """Execute ``paths`` with a kernel spec that carries OTHER_NUMERICS; return the results.
+
+    Each notebook runs in its own directory (``chapters/``), as under nbval, so that cells
+    reading files relative to it behave as in the book; the stored notebooks are not touched.
+    """
+    import nbclient
+
     spec_dir = workdir / "jupyter" / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "other numerics", "language": "python", "env": OTHER_NUMERICS}))
-    copies = []
+    os.environ.update(OTHER_NUMERICS)
+    os.environ["JUPYTER_PATH"] = str(workdir / "jupyter")   # this spec shadows the pinned one
+    results = []
     for p in paths:
-        shutil.copy(p, workdir / p.name)
-        copies.append(workdir / p.name)
-    env = {**os.environ, **OTHER_NUMERICS, "JUPYTER_PATH": str(workdir / "jupyter")}
-    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook",
-                    "--execute", "--inplace", "--ExecutePreprocessor.timeout=600",
-                    "--ExecutePreprocessor.kernel_name=python3", "--allow-errors",
-                    *map(str, copies)], env=env, check=True, capture_output=True)
-    return copies
+        nb = nbformat.read(p, as_version=4)
+        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                                resources={"metadata": {"path": str(p.parent.resolve())}}
+                                ).execute()
+        results.append(nb)
+    return results
 
 
 def main() -> int:
@@ -72,18 +77,25 @@ def main() -> int:
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--check", action="store_true",
                         help="report differing untagged cells, change nothing; exit 1 if any")
+    parser.add_argument("--show", action="store_true",
+                        help="print how each differing cell's output differs")
     args = parser.parse_args()
     untagged = 0
     with tempfile.TemporaryDirectory() as tmp:
-        copies = _execute_elsewhere(args.notebooks, Path(tmp))
-        for path, copy in zip(args.notebooks, copies):
+        others = _execute_elsewhere(args.notebooks, Path(tmp))
+        for path, other in zip(args.notebooks, others):
             nb = nbformat.read(path, as_version=4)
-            other = nbformat.read(copy, as_version=4)
             code = [(c, o) for c, o in zip(nb.cells, other.cells) if c.cell_type == "code"]
             differ = [i for i, (c, o) in enumerate(code) if _text_outputs(c) != _text_outputs(o)]
             new = [i for i in differ if TAG not in code[i][0].metadata.get("tags", [])]
             untagged += len(new)
             print(f"{path.name}: outputs differ in cells {differ}; untagged: {new}")
+            if args.show:
+                for i in differ:
+                    diff = difflib.unified_diff(_text_outputs(code[i][0]).split("\\n"),
+                                                _text_outputs(code[i][1]).split("\\n"),
+                                                "stored", "other numerics", n=0, lineterm="")
+                    print(f"  code cell {i}:\n" + "\n".join("    " + d[:160] for d in diff))
             if new and not args.check:
                 for i in new:
                     code[i][0].metadata.setdefault("tags", []).append(TAG)

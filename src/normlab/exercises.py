@@ -1322,6 +1322,104 @@ def _solve_renorm_correction(batch_mean, batch_std, running_mean, running_var, e
     return r, d
 
 
+# ---------------------------------------------------------------- parallel_variance
+def _ref_parallel_variance(counts, means, m2s):
+    """Chan, Golub & LeVeque's combination in float64: what SyncBatchNorm does with the
+    gathered (n_r, m_r, M2_r) (tests/test_exercises_parallel.py checks it against that code
+    and against the variance of the concatenated data)."""
+    c, m, s = (torch.tensor(a) for a in (counts, means, m2s))
+    count = c.sum()
+    mean = (c[:, None] * m).sum(0) / count
+    m2 = s.sum(0) + (c[:, None] * (m - mean).square()).sum(0)
+    return np.float64(count.item()), mean.numpy(), (m2 / count).numpy()
+
+
+def _combine(counts, means, m2s, *, weights="counts", between=True, ddof=0, form="centred"):
+    """The combination with one thing changed: ``weights="equal"`` (Flax's ``pmean``: every
+    rank's mean and mean square count the same), ``between=False`` (no sum n_r (m_r - m)^2),
+    ``ddof=1`` (divided by n - 1), ``form="one-pass"`` (E[x^2] - E[x]^2 from the counts)."""
+    n = counts.sum()
+    w = counts[:, None]
+    if weights == "equal":                   # lax.pmean of (mean, mean of squares)
+        mean = means.mean(axis=0)
+        return n, mean, (m2s / w + means ** 2).mean(axis=0) - mean ** 2
+    mean = (w * means).sum(axis=0) / n
+    if form == "one-pass":
+        return n, mean, (m2s + w * means ** 2).sum(axis=0) / n - mean ** 2
+    m2 = m2s.sum(axis=0) + (w * (means - mean) ** 2).sum(axis=0) * between
+    return n, mean, m2 / (n - ddof)
+
+
+def _float64_squares_window(args, out) -> float:
+    """The one-pass variance is off by the rounding of E[x^2]: a few ulps of it."""
+    counts, means, m2s = (np.asarray(args[k]) for k in ("counts", "means", "m2s"))
+    ex2 = (m2s + counts[:, None] * means ** 2).sum(axis=0) / counts.sum()
+    return 64 * np.finfo(np.float64).eps * float(np.abs(ex2).max())
+
+
+def _parallel_variance(rng):
+    """``fn(counts, means, m2s) -> (count, mean, var)``: combine the ranks' statistics.
+
+    Each of R ranks holds some values of C channels and reduced them to its count ``n_r``,
+    its mean ``m_r`` and its sum of squared deviations ``M2_r = sum (x - m_r)^2`` per channel:
+    ``counts`` is ``(R,)`` (float64 whole numbers, as SyncBatchNorm's all_gather carries
+    them; 0 for a rank with an empty batch, whose mean and M2 are 0), ``means`` and ``m2s``
+    are ``(R, C)``. Return the statistics of all the values together, as if one process had
+    them all: the count ``n = sum n_r`` (a float64 scalar), the mean ``m = sum n_r m_r / n``
+    ``(C,)`` and the biased variance ``var = M2 / n`` ``(C,)`` with Chan, Golub & LeVeque's
+    ``M2 = sum M2_r + sum n_r (m_r - m)^2`` (no E[x^2] - E[x]^2: it cancels at a large mean).
+    """
+    specs = (  # (description, counts, channels, kind)
+        ("two ranks of 5 values, C = 3", (5, 5), 3, "shifted"),
+        ("three ranks, uneven counts (7, 2, 12)", (7, 2, 12), 4, "shifted"),
+        ("a rank with an empty batch (count 0)", (6, 0, 3), 3, "shifted"),
+        ("eight ranks of 2 values", (2,) * 8, 5, "shifted"),
+        ("large common mean (1e4 + N(0, 1)), uneven counts (30, 10, 20)", (30, 10, 20), 4,
+         "large mean"),
+        ("non-contiguous means and m2s (strided views)", (4, 9, 5), 3, "strided"),
+        ("one channel; a rank with a single value", (1, 11), 1, "shifted"),
+    )
+    cases = []
+    for description, counts, c, kind in specs:
+        means, m2s = np.zeros((len(counts), c)), np.zeros((len(counts), c))
+        for r, n in enumerate(counts):
+            if kind == "large mean":
+                x = 1e4 + rng.standard_normal((n, c))
+            else:   # each rank its own mean and spread: the between-rank term matters
+                x = rng.normal(0.0, 2.0, c) + rng.uniform(0.5, 2.0, c) * rng.standard_normal(
+                    (n, c))
+            if n > 0:
+                means[r] = x.mean(axis=0)
+                m2s[r] = ((x - means[r]) ** 2).sum(axis=0)
+        if kind == "strided":
+            means, m2s = _strided(means), _strided(m2s)
+        cases.append(_Case(description, {"counts": np.array(counts, dtype=np.float64),
+                                         "means": means, "m2s": m2s}))
+    return cases
+
+
+_PARALLEL_VARIANCE_MISTAKES = (
+    _Mistake("an equal-weight average over the ranks (Flax's pmean of the means and mean "
+             "squares; right only when every rank has the same count)",
+             partial(_combine, weights="equal")),
+    _Mistake("the between-rank term sum n_r (m_r - m)^2 forgotten: var = sum M2_r / n",
+             partial(_combine, between=False)),
+    _Mistake("the unbiased variance (divided by count - 1) instead of the biased one "
+             "(divided by count)", partial(_combine, ddof=1)),
+    _Mistake("the E[x^2] - E[x]^2 form, which cancels when the mean is large",
+             partial(_combine, form="one-pass"), window=_float64_squares_window),
+)
+
+
+def _solve_parallel_variance(counts, means, m2s):
+    count = counts.sum()                                  # a rank with count 0 adds nothing
+    w = counts[:, None]                                   # (R, 1): one weight per rank
+    mean = (w * means).sum(axis=0) / count                # weighted by the counts
+    # within the ranks, plus between them: each rank's mean is off the global one
+    m2 = m2s.sum(axis=0) + (w * (means - mean) ** 2).sum(axis=0)
+    return count, mean, m2 / count
+
+
 # ============================================================================ registry
 _GRADERS = {g.name: g for g in (
     _Grader("batchnorm_forward", ("out",), _ref_batchnorm_forward, _batchnorm_forward,
@@ -1348,6 +1446,8 @@ _GRADERS = {g.name: g for g in (
             _adaptive_grad_clip, _AGC_MISTAKES, main_input="weight"),
     _Grader("renorm_correction", ("r", "d"), _ref_renorm_correction, _renorm_correction,
             _RENORM_MISTAKES, main_input="batch_mean"),
+    _Grader("parallel_variance", ("count", "mean", "var"), _ref_parallel_variance,
+            _parallel_variance, _PARALLEL_VARIANCE_MISTAKES, main_input="means"),
 )}
 
 _SOLUTIONS = {
@@ -1363,4 +1463,5 @@ _SOLUTIONS = {
     "welford_variance": _solve_welford_variance,
     "adaptive_grad_clip": _solve_adaptive_grad_clip,
     "renorm_correction": _solve_renorm_correction,
+    "parallel_variance": _solve_parallel_variance,
 }
