@@ -17,9 +17,11 @@ Loaded with ``-p nbval_reference`` (``tests/`` on ``PYTHONPATH``), as ``make tes
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from functools import lru_cache
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +57,24 @@ def off_reference() -> list[str]:
 
 
 def pytest_report_header(config):
-    return _status(config) if config.getoption("--nbval") else None
+    return [_status(config), f"CPU: {cpu_model()}"] if config.getoption("--nbval") else None
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name, family and model numbers (from /proc/cpuinfo), so that a log
+    says which CPU a cross-CPU comparison ran on."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if not line.strip():
+                break
+    except OSError:
+        return platform.processor() or platform.machine()
+    return (f"{fields.get('model name', '?')} (vendor {fields.get('vendor_id', '?')}, "
+            f"family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})")
 
 
 def _status(config) -> str:
