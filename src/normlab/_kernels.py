@@ -60,6 +60,8 @@ an error rather than returning a wrong one.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -89,7 +91,19 @@ class _Layout:
     """
 
     def __init__(self, x: Tensor, groups: int | None, per_position: bool, center: bool):
-        self.n, self.c, self.s = x.shape
+        self._setup(x.shape, x.element_size(), groups, per_position, center)
+
+    @classmethod
+    def of(cls, shape3: tuple[int, int, int], element_size: int, groups: int | None,
+           per_position: bool, center: bool) -> "_Layout":
+        """The layout of a tensor of ``shape3 = (N, C, S)``, from its shape alone."""
+        lay = cls.__new__(cls)
+        lay._setup(shape3, element_size, groups, per_position, center)
+        return lay
+
+    def _setup(self, shape3, element_size: int, groups: int | None, per_position: bool,
+               center: bool) -> None:
+        self.n, self.c, self.s = shape3
         self.center = center
         self.batch = groups is None
         self.g = 1 if self.batch else groups
@@ -98,11 +112,15 @@ class _Layout:
         self.param_shape = ((1, 1, 1, self.s) if per_position
                             else (1, self.g, self.c // self.g, 1))
         count, item = (self.c, self.n * self.s) if self.batch else (self.n, self.c * self.s)
-        step = max(1, BLOCK_BYTES // max(1, item * x.element_size()))
-        slices = [slice(i, min(i + step, count)) for i in range(0, count, step)] or [slice(0, 0)]
-        self.blocks = [(slice(None), slice(None), sl) if self.batch else (sl,) for sl in slices]
-        if len(self.blocks) == 1:
+        step = max(1, BLOCK_BYTES // max(1, item * element_size))
+        #: one block covers the whole tensor: the kernel then runs without any slicing
+        self.single = step >= count
+        if self.single:
             self.blocks = [()]       # the whole tensor: t[()] is t, no slicing
+        else:
+            slices = [slice(i, min(i + step, count)) for i in range(0, count, step)]
+            self.blocks = [(slice(None), slice(None), sl) if self.batch else (sl,)
+                           for sl in slices]
         self.block_dim = 2 if self.batch else 0
 
     def cat(self, parts: list[Tensor]) -> Tensor:
@@ -153,25 +171,29 @@ class _Layout:
 
 
 def _forward_block(x: Tensor, y: Tensor, w: Tensor | None, b: Tensor | None,
-                   lay: _Layout, eps: float, per_position: bool) -> tuple[Tensor, Tensor]:
+                   lay: _Layout, eps: float, per_position: bool
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Standardize one block ``x`` and write ``gamma * xhat + beta`` into ``y``; return the
-    block's ``mean`` and biased ``var``. All five passes run while the block is in cache.
-    Without centring (RMSNorm) the "mean" is 0 and ``var`` is the mean square."""
+    block's ``mean``, biased ``var``, ``invstd = 1 / sqrt(var + eps)`` and the per-channel
+    factor ``scale`` that multiplied the centred values (``invstd * gamma``, or ``invstd``).
+    All five passes run while the block is in cache. Without centring (RMSNorm) the "mean" is
+    0 and ``var`` is the mean square. The backward pass reuses ``invstd`` and ``scale``:
+    recomputing them there would give the same numbers, at four more dispatches."""
     if lay.center:
         mean = lay.stat_sum(x).div_(lay.m)
         xc = torch.sub(x, mean, out=y)              # centred values, in the output buffer
     else:
         mean, xc = x.new_zeros(lay.stat_shape(x)), x
     var = lay.stat_sq_sum(xc).div_(lay.m)           # centred: the two-pass variance
-    scale = (var + eps).rsqrt_()
+    scale = invstd = (var + eps).rsqrt_()
     if w is not None and not per_position:
-        scale = scale * w                           # (x - mean) * (invstd * gamma): one pass
+        scale = invstd * w                          # (x - mean) * (invstd * gamma): one pass
     torch.mul(xc, scale, out=y)                     # in place when centred
     if w is not None and per_position:              # gamma varies along s: its own pass
         y.mul_(w)
     if b is not None:
         y.add_(b)
-    return mean, var
+    return mean, var, invstd, scale
 
 
 def _backward_block(dy: Tensor, x: Tensor, dx: Tensor, scratch: Tensor, mean: Tensor,
@@ -232,11 +254,32 @@ def _backward_block(dy: Tensor, x: Tensor, dx: Tensor, scratch: Tensor, mean: Te
     return partial
 
 
-class StandardizeAffine(torch.autograd.Function):
-    """``apply(x, weight, bias, groups, eps, per_position=False, center=True)``
-    returns ``(y, mean, var)``.
+def _once_differentiable(fn):
+    """:func:`torch.autograd.function.once_differentiable`, minus its ``no_grad`` block when
+    gradients are off anyway (an ordinary ``backward()``; the block costs microseconds)."""
+    checked = once_differentiable(fn)
 
-    ``x`` has shape ``(N, C, S)``. ``groups=None`` shares statistics per channel across the
+    @functools.wraps(fn)
+    def wrapper(ctx, *args):
+        if torch.is_grad_enabled():           # create_graph=True: refuse a second derivative
+            return checked(ctx, *args)
+        return fn(ctx, *args)
+    return wrapper
+
+
+def _as_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)`` without the call when ``t`` already has that dtype (``.to`` would
+    return ``t`` itself, after a Python-level dispatch)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+class StandardizeAffine(torch.autograd.Function):
+    """``apply(x, weight, bias, groups, eps, per_position=False, center=True, shape3=None,
+    stats=True)`` returns ``(y, mean, var)``, or ``y`` alone with ``stats=False``.
+
+    ``x`` is viewed as ``shape3 = (N, C, S)`` (default: ``x`` has that shape already); ``y``
+    and the input gradient have the shape of ``x``, so callers need no reshape around the
+    kernel. ``groups=None`` shares statistics per channel across the
     batch; an integer ``groups`` shares them per sample and group of channels. ``weight`` and
     ``bias`` are per channel, shape ``(C,)`` -- or, with ``per_position=True``, per position,
     shape ``(S,)`` (layer norm's element-wise affine, laid out as ``(rows, 1, D)``); either may
@@ -244,63 +287,105 @@ class StandardizeAffine(torch.autograd.Function):
     ``(N, groups)``; they are returned so that callers can update running estimates without
     recomputing them. ``center=False`` skips the centring: ``x / sqrt(mean(x^2) + eps)``, the
     statistic of RMSNorm (``mean`` is then 0 and ``var`` the mean square).
+
+    At small sizes the cost of this kernel is Python-level dispatch, not arithmetic, so when
+    one block covers the input (:attr:`_Layout.single`) it calls the block functions on the
+    whole tensors, without slicing or joining, and skips the no-op casts: the same arithmetic
+    operations, in the same order, as the blocked path.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None,
                 groups: int | None, eps: float, per_position: bool = False,
-                center: bool = True):
+                center: bool = True, shape3: tuple[int, int, int] | None = None,
+                stats: bool = True):
         out_dtype = x.dtype
-        if x.dtype in _LOW_PRECISION:
+        in_shape = x.shape
+        if out_dtype in _LOW_PRECISION:
             x = x.float()
         # Blocks are views of the flat storage; a strided input (a transposed view, say) is
         # copied once here.
         x = x.contiguous()
-        lay = _Layout(x, groups, per_position, center)
-        w = weight.to(x.dtype).view(lay.param_shape) if weight is not None else None
-        b = bias.to(x.dtype).view(lay.param_shape) if bias is not None else None
+        dtype = x.dtype
+        lay = _Layout.of(in_shape if shape3 is None else shape3, x.element_size(), groups,
+                         per_position, center)
+        w = _as_dtype(weight, dtype).view(lay.param_shape) if weight is not None else None
+        b = _as_dtype(bias, dtype).view(lay.param_shape) if bias is not None else None
         x4 = x.view(lay.view4)
-        y = torch.empty_like(x4)                    # the only full-size allocation
-        stats = [_forward_block(x4[i], y[i], lay.param(w, i), lay.param(b, i), lay, eps,
-                                per_position) for i in lay.blocks]
-        mean, var = (lay.cat(list(t)) for t in zip(*stats))
-        ctx.lay, ctx.eps, ctx.per_position = lay, eps, per_position
+        y = torch.empty(in_shape, dtype=dtype, device=x.device)   # the only full-size allocation
+        y4 = y.view(lay.view4)
+        if lay.single:
+            mean, var, invstd, coef_dy = _forward_block(x4, y4, w, b, lay, eps, per_position)
+        else:
+            parts = [_forward_block(x4[i], y4[i], lay.param(w, i), lay.param(b, i), lay, eps,
+                                    per_position) for i in lay.blocks]
+            mean, var, invstd, coef_dy = (lay.cat(list(t)) for t in zip(*parts))
+        ctx.lay, ctx.eps, ctx.per_position, ctx.in_shape = lay, eps, per_position, in_shape
         ctx.param_dtypes = (weight.dtype if weight is not None else None,
                             bias.dtype if bias is not None else None)
         # Keep x (alive anyway as the caller's input), not xhat: recomputing xhat in backward
         # costs an in-cache pass but saves a full-size allocation in forward.
-        ctx.save_for_backward(x4, mean, var, w)
+        # invstd, and invstd * gamma (the coefficient of dy in the backward pass), are saved
+        # rather than recomputed from var: the same numbers, fewer dispatches.
+        ctx.save_for_backward(x4, mean, invstd, coef_dy if coef_dy is not invstd else None, w)
+        if out_dtype != dtype:
+            y = y.to(out_dtype)
+        if not stats:
+            return y
+        ctx.set_materialize_grads(False)      # no zero gradients made for mean and var
         mean_out, var_out = lay.stats_out(mean), lay.stats_out(var)
         ctx.mark_non_differentiable(mean_out, var_out)
-        return y.view(x.shape).to(out_dtype), mean_out, var_out
+        return y, mean_out, var_out
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, dy: Tensor, _dmean, _dvar):
-        x, mean, var, w = ctx.saved_tensors
+    @_once_differentiable
+    def backward(ctx, dy: Tensor | None, *_dstats):
+        x, mean, invstd, coef_dy, w = ctx.saved_tensors
         lay, per_position = ctx.lay, ctx.per_position
+        if dy is None:                        # y unused: its gradient is zero
+            dy = torch.zeros(ctx.in_shape, dtype=x.dtype, device=x.device)
         in_dtype = dy.dtype
-        dy = dy.to(x.dtype).reshape(lay.view4)
-        invstd = (var + ctx.eps).rsqrt_()
-        coef_dy = invstd * w if (w is not None and not per_position) else invstd
+        dy = _as_dtype(dy, x.dtype).reshape(lay.view4)
+        if coef_dy is None:                   # no gamma to fold in (or layer norm's)
+            coef_dy = invstd
         dx = torch.empty_like(x)                    # the only full-size allocation
-        scratch = x.new_empty(max(x[i].numel() for i in lay.blocks))   # same device, dtype
-        partials = [
-            _backward_block(dy[i], x[i], dx[i], scratch[:x[i].numel()].view(x[i].shape),
-                            mean[i], invstd[i], lay.param(w, i), coef_dy[i], lay, per_position)
-            for i in lay.blocks]
+        needs_x, needs_w, needs_b = ctx.needs_input_grad[:3]
+        if lay.single:
+            # the product dy * xc has a scratch buffer only where rows are summed
+            scratch = torch.empty_like(x) if (per_position or lay.s != 1) else None
+            partials = [_backward_block(dy, x, dx, scratch, mean, invstd, w, coef_dy, lay,
+                                        per_position)]
+        else:
+            scratch = x.new_empty(max(x[i].numel() for i in lay.blocks))   # same device, dtype
+            partials = [
+                _backward_block(dy[i], x[i], dx[i], scratch[:x[i].numel()].view(x[i].shape),
+                                mean[i], invstd[i], lay.param(w, i), coef_dy[i], lay,
+                                per_position)
+                for i in lay.blocks]
+        dweight = dbias = None
         if per_position:     # partial sums over each block's rows, shapes (1, D) and (D,)
-            dweight = torch.cat([p[0] for p in partials]).sum(0)
-            dbias = torch.stack([p[1] for p in partials]).sum(0)
+            if needs_w:
+                dweight = torch.cat([p[0] for p in partials]).sum(0)
+            if needs_b:
+                dbias = torch.stack([p[1] for p in partials]).sum(0)
         else:                # per-(n, c) sums: join the blocks, then sum over samples
-            sum_dy_xc, sum_dy = (lay.cat(list(t)) for t in zip(*partials))
-            dweight = (sum_dy_xc * invstd).sum(0).view(-1)
-            dbias = sum_dy.sum(0).view(-1)
+            if lay.single:
+                sum_dy_xc, sum_dy = partials[0]
+            else:
+                sum_dy_xc, sum_dy = (lay.cat(list(t)) for t in zip(*partials))
+            if needs_w:
+                dweight = (sum_dy_xc * invstd).sum(0).view(-1)
+            if needs_b:
+                dbias = sum_dy.sum(0).view(-1)
         w_dtype, b_dtype = ctx.param_dtypes
-        return (dx.view(lay.n, lay.c, lay.s).to(in_dtype) if ctx.needs_input_grad[0] else None,
-                dweight.to(w_dtype) if ctx.needs_input_grad[1] else None,
-                dbias.to(b_dtype) if ctx.needs_input_grad[2] else None,
-                None, None, None, None)
+        if needs_x:
+            dx = dx.view(ctx.in_shape)
+            if dx.dtype != in_dtype:
+                dx = dx.to(in_dtype)
+        return (dx if needs_x else None,
+                _as_dtype(dweight, w_dtype) if needs_w else None,
+                _as_dtype(dbias, b_dtype) if needs_b else None,
+                None, None, None, None, None, None)
 
 
 def standardize_affine(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, *,
@@ -313,6 +398,17 @@ def standardize_affine(x: Tensor, weight: Tensor | None = None, bias: Tensor | N
     ``weight``/``bias`` of shape ``(S,)``; ``center=False`` for RMS normalization.
     """
     return StandardizeAffine.apply(x, weight, bias, groups, eps, per_position, center)
+
+
+def standardize(x: Tensor, shape3: tuple[int, int, int], weight: Tensor | None = None,
+                bias: Tensor | None = None, *, groups: int | None, eps: float,
+                per_position: bool = False, center: bool = True,
+                stats: bool = True) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    """:func:`standardize_affine` on ``x`` of any shape, viewed as ``shape3 = (N, C, S)``:
+    ``y`` has the shape of ``x`` (no reshape before or after the kernel, hence no view nodes in
+    the autograd graph). With ``stats=False`` only ``y`` is returned."""
+    return StandardizeAffine.apply(x, weight, bias, groups, eps, per_position, center, shape3,
+                                   stats)
 
 
 def eval_scale(var: Tensor, weight: Tensor | None, eps: float) -> Tensor:

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from . import _checks
-from ._kernels import _LOW_PRECISION, eval_scale, standardize_affine
+from ._kernels import _LOW_PRECISION, eval_scale, standardize, standardize_affine
 
 __all__ = ["batch_norm", "layer_norm", "instance_norm", "group_norm", "rms_norm",
            "batch_renorm", "batch_renorm_correction", "switchable_norm", "standardize_weight"]
@@ -70,6 +70,18 @@ def _normalize_with(x: Tensor, mean: Tensor, var: Tensor, weight: Tensor | None,
     return out
 
 
+def _rows(input: Tensor, d: int) -> tuple[int, int, int]:
+    """``input`` as rows of its last ``d`` elements, viewed ``(rows, 1, d)`` by the kernel."""
+    if d == 0:   # no elements per row: the reshape raises PyTorch's own error
+        return tuple(input.reshape(-1, 1, d).shape)
+    return (input.numel() // d, 1, d)
+
+
+def _flat_param(t: Tensor | None, d: int) -> Tensor | None:
+    """An element-wise parameter as ``(d,)`` (a reshape only if it is multi-dimensional)."""
+    return t if t is None or t.dim() == 1 else t.reshape(d)
+
+
 def _empty_batch(input: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
     """The result for an input with no elements (e.g. a batch of N = 0), as in PyTorch: an
     empty tensor of the input's shape, still connected to ``weight`` and ``bias`` so that
@@ -82,10 +94,19 @@ def _empty_batch(input: Tensor, weight: Tensor | None, bias: Tensor | None) -> T
     return out
 
 
-@torch.no_grad()
 def _update_running(running: Tensor, batch_value: Tensor, momentum: float) -> None:
-    """In place: ``running = (1 - momentum) * running + momentum * batch_value``."""
-    running.mul_(1.0 - momentum).add_(batch_value.to(running.dtype), alpha=momentum)
+    """In place: ``running = (1 - momentum) * running + momentum * batch_value``.
+
+    The batch statistics come from the kernel without gradient; only a running buffer that
+    itself requires grad needs autograd switched off (a ``no_grad`` block costs microseconds,
+    which count at small sizes)."""
+    if running.requires_grad or batch_value.requires_grad:
+        with torch.no_grad():
+            _update_running(running.detach(), batch_value.detach(), momentum)
+        return
+    if batch_value.dtype != running.dtype:
+        batch_value = batch_value.to(running.dtype)
+    running.mul_(1.0 - momentum).add_(batch_value, alpha=momentum)
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
@@ -134,14 +155,16 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             f"evaluation mode, or a per-sample normalizer (LayerNorm/GroupNorm)"
         )
     n = input.shape[0]
-    y, mean, var = standardize_affine(input.reshape(n, c, -1), weight, bias, groups=None,
-                                      eps=eps)
+    shape3 = (n, c, values_per_channel // n)
+    if running_mean is None and running_var is None:
+        return standardize(input, shape3, weight, bias, groups=None, eps=eps, stats=False)
+    y, mean, var = standardize(input, shape3, weight, bias, groups=None, eps=eps)
     if running_mean is not None:
         _update_running(running_mean, mean, momentum)
     if running_var is not None:
         bessel = values_per_channel / (values_per_channel - 1)
         _update_running(running_var, var * bessel, momentum)
-    return y.view(input.shape)
+    return y
 
 
 def instance_norm(input: Tensor, running_mean: Tensor | None = None,
@@ -182,13 +205,16 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None,
             f"instance_norm needs more than 1 spatial element per channel, got input of shape "
             f"{tuple(input.shape)}: a single position normalizes to 0 and carries no information"
         )
-    y, mean, var = standardize_affine(input.reshape(n, c, -1), weight, bias, groups=c, eps=eps)
+    shape3 = (n, c, positions)
+    if running_mean is None and running_var is None:
+        return standardize(input, shape3, weight, bias, groups=c, eps=eps, stats=False)
+    y, mean, var = standardize(input, shape3, weight, bias, groups=c, eps=eps)
     if running_mean is not None:
         _update_running(running_mean, mean.mean(dim=0), momentum)
     if running_var is not None:
         bessel = positions / (positions - 1)
         _update_running(running_var, (var * bessel).mean(dim=0), momentum)
-    return y.view(input.shape)
+    return y
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
@@ -224,9 +250,8 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
             f"group_norm needs more than 1 value per group, got input of shape "
             f"{tuple(input.shape)} with num_groups={num_groups}"
         )
-    y, _, _ = standardize_affine(input.reshape(n, c, -1), weight, bias, groups=num_groups,
-                                 eps=eps)
-    return y.view(input.shape)
+    return standardize(input, (n, c, positions), weight, bias, groups=num_groups, eps=eps,
+                       stats=False)
 
 
 def layer_norm(input: Tensor, normalized_shape: int | Sequence[int],
@@ -250,11 +275,10 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int],
     d = math.prod(shape)
     # Every leading index is a "sample" with one channel whose D positions share one
     # statistic; the affine parameters are per position (element-wise).
-    rows = input.reshape(-1, 1, d)
-    w = weight.reshape(d) if weight is not None else None
-    b = bias.reshape(d) if bias is not None else None
-    y, _, _ = standardize_affine(rows, w, b, groups=1, eps=eps, per_position=True)
-    return y.view(input.shape)
+    w = _flat_param(weight, d)
+    b = _flat_param(bias, d)
+    return standardize(input, _rows(input, d), w, b, groups=1, eps=eps, per_position=True,
+                       stats=False)
 
 
 def rms_norm(input: Tensor, normalized_shape: int | Sequence[int],
@@ -279,10 +303,8 @@ def rms_norm(input: Tensor, normalized_shape: int | Sequence[int],
     d = math.prod(shape)
     # Laid out as layer norm (one statistic per row of D values), without the centring: the
     # statistic is the mean square, which cannot cancel.
-    rows = input.reshape(-1, 1, d)
-    w = weight.reshape(d) if weight is not None else None
-    y, _, _ = standardize_affine(rows, w, groups=1, eps=eps, per_position=True, center=False)
-    return y.view(input.shape)
+    return standardize(input, _rows(input, d), _flat_param(weight, d), groups=1, eps=eps,
+                       per_position=True, center=False, stats=False)
 
 
 # ------------------------------------------------------------------- batch renormalization

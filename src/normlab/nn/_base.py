@@ -77,8 +77,10 @@ class NormBase(nn.Module):
                 "track_running_stats={track_running_stats}".format(**self.__dict__))
 
     def _check_channels(self, input: Tensor) -> None:
-        _checks.check_input_channels(f"{type(self).__name__}(num_features={self.num_features})",
-                                     input, self.num_features)
+        if input.shape[1] != self.num_features:   # the message is built only when needed
+            _checks.check_input_channels(
+                f"{type(self).__name__}(num_features={self.num_features})", input,
+                self.num_features)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs):

@@ -42,8 +42,9 @@ class GroupNorm(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         _checks.check_floating("input", input)
         _checks.check_min_dim("GroupNorm", input, 2, "(N, C, *)")
-        _checks.check_input_channels(f"GroupNorm(num_channels={self.num_channels})", input,
-                                     self.num_channels)
+        if input.shape[1] != self.num_channels:   # the message is built only when needed
+            _checks.check_input_channels(f"GroupNorm(num_channels={self.num_channels})", input,
+                                         self.num_channels)
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
