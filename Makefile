@@ -85,7 +85,7 @@ book: install
 	@test -f _build/html/index.html && echo "Book: $(abspath _build/html/index.html)"
 
 test-lib: install
-	$(call timed,pytest tests/,$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup tests)
+	$(call timed,pytest tests/,$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile tests)
 
 test-notebooks: install
 	$(call timed,nbval chapters/ (strict; CPU knobs changed),\

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MIN_PAGES = 150
 PDF_NAME = "normalization-layers-in-deep-learning.pdf"
 
-# one xdist worker runs the whole module (`make test-lib` runs -n 2 --dist loadgroup), so the
-# PDF is built once, not once per worker
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pdf")]
+# `make test-lib` runs -n 2 --dist loadfile: one xdist worker runs this whole module, so the
+# PDF is built once (the module-scoped fixture), not once per worker
+pytestmark = [pytest.mark.slow]
 
 _TOOLS = ("xelatex", "latexmk", "pdftotext", "pdfinfo", "pdfimages")
 _MISSING = [t for t in _TOOLS if shutil.which(t) is None]
