@@ -108,7 +108,8 @@ test-book: install
 # failed run, so the LaTeX folder is rebuilt from scratch each time.
 pdf: install
 	@missing=""; for t in xelatex latexmk; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
-	  fc-list 2>/dev/null | grep -qi FreeSerif || missing="$$missing FreeSerif-font"; \
+	  { ! command -v fc-list >/dev/null || fc-list | grep -i FreeSerif >/dev/null; } || \
+	    missing="$$missing FreeSerif-font"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "make pdf needs TeX (missing:$$missing). On Debian/Ubuntu install it with:"; \
 	    echo "  sudo apt-get install --no-install-recommends $(TEX_PACKAGES)"; exit 1; fi
