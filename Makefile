@@ -17,6 +17,18 @@ NBVAL    := --nbval --nbval-current-env --nbval-sanitize-with nbval-sanitize.cfg
 # outputs must still be byte-identical to the stored ones.
 KNOB_CHAPTERS := chapters/01_internal_covariate_shift.ipynb chapters/03_batchnorm_train_vs_inference.ipynb
 KERNEL := $(VENV)/share/jupyter/kernels/python3/kernel.json
+# The repository the book's buttons point at: a build setting, no default (README, "Buttons").
+# `make book REPO_URL=https://github.com/OWNER/REPO` or REPO_URL in the environment; without
+# it the book has no repository, issues or launch buttons. tools/book_config.py writes the
+# config every build uses into _build/ from _config.yml.
+REPO_URL    ?=
+REPO_BRANCH ?= main
+BOOK_CONFIG  = $(BIN)/python tools/book_config.py --repo-url "$(REPO_URL)" --branch "$(REPO_BRANCH)"
+# `make pdf`: the PDF lands in $(PDF_ROOT)/_build/latex/ (tests/test_pdf.py builds into a
+# temporary PDF_ROOT). latex/ holds a stand-in bbm.sty (see latex/bbm.sty).
+PDF_ROOT    ?= .
+TEX_PACKAGES := texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended \
+                texlive-xetex latexmk fonts-freefont-otf poppler-utils
 
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
@@ -34,10 +46,12 @@ define timed
 	echo "[time] $(1): $$(( $$(date +%s) - start )) s"
 endef
 
-.PHONY: help install book test test-lib test-notebooks test-book execute lab lock bench clean
+.PHONY: help install book pdf test test-lib test-notebooks test-book execute lab lock bench clean
 
 help:
 	@echo "make book     build the HTML book into _build/html (sets up .venv on first use)"
+	@echo "              REPO_URL=https://github.com/OWNER/REPO adds repository/issues/launch buttons"
+	@echo "make pdf      the whole book as one PDF in _build/latex/ (needs TeX: see README)"
 	@echo "make test     library tests, strict nbval over chapters/, strict book build"
 	@echo "make execute  re-execute every chapter in place (regenerates stored outputs)"
 	@echo "make lab      JupyterLab in the course environment"
@@ -65,12 +79,13 @@ book: install
 	$(call timed,book build (strict),\
 	  mkdir -p _build && \
 	  { [ "$$(cat _build/.src-hash 2>/dev/null)" = "$(SRC_HASH)" ] || rm -rf _build/.jupyter_cache; } && \
-	  $(BIN)/jupyter-book build . $(JB_FLAGS) && \
+	  $(BOOK_CONFIG) --out _build/_config.book.yml && \
+	  $(BIN)/jupyter-book build . $(JB_FLAGS) --config _build/_config.book.yml && \
 	  echo "$(SRC_HASH)" > _build/.src-hash)
 	@test -f _build/html/index.html && echo "Book: $(abspath _build/html/index.html)"
 
 test-lib: install
-	$(call timed,pytest tests/,$(BIN)/python -m pytest -p no:cacheprovider -n 2 tests)
+	$(call timed,pytest tests/,$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile tests)
 
 test-notebooks: install
 	$(call timed,nbval chapters/ (strict; CPU knobs changed),\
@@ -84,11 +99,27 @@ test-notebooks: install
 # executes, with its cache.) The build is as strict as `make book`'s otherwise.
 test-book: install
 	$(call timed,book build (strict; the outputs nbval just verified),\
-	  mkdir -p _build && \
-	  $(BIN)/python -c "import yaml; c = yaml.safe_load(open('_config.yml')); \
-	    c['execute']['execute_notebooks'] = 'off'; \
-	    yaml.safe_dump(c, open('_build/_config.stored-outputs.yml', 'w'))" && \
-	  $(BIN)/jupyter-book build . $(JB_FLAGS) --config _build/_config.stored-outputs.yml)
+	  $(BOOK_CONFIG) --execute off --out _build/_config.stored-outputs.yml && \
+	  $(BIN)/jupyter-book build . $(JB_FLAGS) --config _build/_config.stored-outputs.yml && \
+	  $(BOOK_CONFIG) --check-html _build/html)
+
+# The PDF edition: Jupyter Book's LaTeX builder (xelatex), from the outputs stored in the
+# notebooks (those strict nbval verifies), with the book's strict flags. latexmk remembers a
+# failed run, so the LaTeX folder is rebuilt from scratch each time.
+pdf: install
+	@missing=""; for t in xelatex latexmk; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	  { ! command -v fc-list >/dev/null || fc-list | grep -i FreeSerif >/dev/null; } || \
+	    missing="$$missing FreeSerif-font"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "make pdf needs TeX (missing:$$missing). On Debian/Ubuntu install it with:"; \
+	    echo "  sudo apt-get install --no-install-recommends $(TEX_PACKAGES)"; exit 1; fi
+	$(call timed,pdf (LaTeX; the stored outputs),\
+	  rm -rf $(PDF_ROOT)/_build/latex && mkdir -p $(PDF_ROOT)/_build && \
+	  $(BOOK_CONFIG) --execute off --out $(PDF_ROOT)/_build/_config.pdf.yml && \
+	  TEXINPUTS="$(abspath latex):$$TEXINPUTS" $(BIN)/jupyter-book build . --builder pdflatex \
+	    $(JB_FLAGS) --config $(PDF_ROOT)/_build/_config.pdf.yml --path-output $(PDF_ROOT) \
+	    > $(PDF_ROOT)/_build/pdf.log 2>&1 || { tail -40 $(PDF_ROOT)/_build/pdf.log; exit 1; })
+	@ls $(PDF_ROOT)/_build/latex/*.pdf && echo "(full log: $(PDF_ROOT)/_build/pdf.log)"
 
 test: install
 	@start=$$(date +%s); \
