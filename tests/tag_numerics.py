@@ -8,7 +8,8 @@ reference -- ATen's default (non-vectorized) kernels and MKL's AVX2 path instead
 CBWR=COMPATIBLE -- and compares every code cell's text output with the stored one (run `make
 execute` first, so the stored outputs are the reference). A cell whose output differs gets the
 ``depends-on-numerics`` tag, which tells tests/nbval_reference.py not to compare it byte for
-byte on a machine outside the reference numerics (its asserts still run there). Tags are only
+byte on a machine outside the reference numerics (its asserts still run there); cells tagged
+``nbval-ignore-output`` (timings), whose outputs nbval never compares, are left alone. Tags are only
 added, never removed: a cell may depend on the numerics in ways one other CPU does not reveal.
 Takes as long as executing the chapters (a few minutes).
 """
@@ -28,6 +29,8 @@ import nbformat
 from normlab.reference_numerics import NOTICE_PREFIX
 
 TAG = "depends-on-numerics"
+#: nbval compares no output of these cells anyway (timings): they need no numerics tag.
+IGNORED = "nbval-ignore-output"
 OTHER_NUMERICS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AVX2"}
 
 
@@ -87,7 +90,8 @@ def main() -> int:
             nb = nbformat.read(path, as_version=4)
             code = [(c, o) for c, o in zip(nb.cells, other.cells) if c.cell_type == "code"]
             differ = [i for i, (c, o) in enumerate(code) if _text_outputs(c) != _text_outputs(o)]
-            new = [i for i in differ if TAG not in code[i][0].metadata.get("tags", [])]
+            new = [i for i in differ
+                   if not {TAG, IGNORED} & set(code[i][0].metadata.get("tags", []))]
             untagged += len(new)
             print(f"{path.name}: outputs differ in cells {differ}; untagged: {new}")
             if args.show:
