@@ -13,9 +13,10 @@ SRC_HASH = $(shell cat requirements.lock pyproject.toml $$(find src -name '*.py'
 JB_FLAGS := -W -n --keep-going
 NBVAL    := --nbval --nbval-current-env --nbval-sanitize-with nbval-sanitize.cfg \
             -p no:cacheprovider -p nbval_reference -n 2 --dist loadfile
-# The training-heaviest chapters run with CPU-dependent knobs changed (--cpu-knobs): their
-# outputs must still be byte-identical to the stored ones.
-KNOB_CHAPTERS := chapters/01_internal_covariate_shift.ipynb chapters/03_batchnorm_train_vs_inference.ipynb
+# Every chapter runs with CPU-dependent knobs changed (--cpu-knobs: lower MKL/oneDNN
+# instruction sets, other thread variables, glibc hwcaps; normlab.reference_numerics.KNOBS):
+# its outputs must still be byte-identical to the stored ones. One session for all chapters
+# keeps both pytest workers busy to the end.
 KERNEL := $(VENV)/share/jupyter/kernels/python3/kernel.json
 # The repository the book's buttons point at: a build setting, no default (README, "Buttons").
 # `make book REPO_URL=https://github.com/OWNER/REPO` or REPO_URL in the environment; without
@@ -89,10 +90,7 @@ test-lib: install
 
 test-notebooks: install
 	$(call timed,nbval chapters/ (strict; CPU knobs changed),\
-	  PYTHONPATH=tests $(BIN)/python -m pytest $(NBVAL) --cpu-knobs $(KNOB_CHAPTERS))
-	$(call timed,nbval chapters/ (strict; the others),\
-	  PYTHONPATH=tests $(BIN)/python -m pytest $(NBVAL) chapters \
-	    $(addprefix --ignore=,$(KNOB_CHAPTERS)))
+	  PYTHONPATH=tests $(BIN)/python -m pytest $(NBVAL) --cpu-knobs chapters)
 
 # In `make test` the book is built from the stored outputs, which strict nbval has just
 # proved equal to a fresh execution: each chapter is executed once per test run. (`make book`
