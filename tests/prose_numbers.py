@@ -5,6 +5,12 @@ by myst-nb's ``{glue:text}`` (so it is the computed value, on any machine), as a
 that a code cell asserts (the threshold appears in an ``assert``), or on a line with a
 ``{cite}`` (a number from a paper). Inputs -- a learning rate, a batch size -- appear literally
 in the code and are fine. Everything else is a number the prose could get wrong.
+
+Three places are read: the text (decimals, percentages, ratios such as ``1.7x``); the maths,
+where a decimal is flagged unless it follows ``\approx`` (a derivation the reader can redo,
+``\sqrt 2 \approx 1.41``); and the comments of the code in the solutions, which nobody
+executes, so a result quoted there (``# 0.859 after 100 steps``) is as unchecked as one in
+the text. Integers are not read: sizes, counts and steps are inputs far more often than results.
 """
 from __future__ import annotations
 
@@ -22,6 +28,11 @@ _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$", re.S)
 _ROLE = re.compile(r"\{glue(?::\w+)?\}`[^`]*`|`[^`]*`")
 _VERSION = re.compile(r"\b\d+\.\d+\.\d+\w*")
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?\s?%|\d+(?:\.\d+)?x\b|\d+\.\d+)(?![\w.]*\d)")
+# in maths: a decimal not introduced by \approx
+_MATH_NUMBER = re.compile(r"(?<![\w.\\])(?<!\\approx )(?<!\\approx)(\d+\.\d+)(?![\w.]*\d)")
+# in a solution's code comment: decimals, percentages, ratios, and 3e-15 (but not 1e-5)
+_COMMENT_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?\s?%|\d+(?:\.\d+)?x\b|\d+\.\d+(?:e[-+]?\d+)?"
+                             r"|[2-9]e[-+]?\d+)(?![\w.]*\d)")
 
 
 def _without_code_blocks(markdown: str) -> str:
@@ -36,6 +47,20 @@ def _without_code_blocks(markdown: str) -> str:
         elif fence is None:
             kept.append(line)
     return "\n".join(kept)
+
+
+def _code_block_comments(markdown: str) -> list[str]:
+    """The ``#`` comments of the fenced code blocks (a solution's code) in ``markdown``."""
+    comments, fence = [], None
+    for line in markdown.splitlines():
+        opener = _CODE_FENCE.match(line)
+        if fence is None and opener:
+            fence = opener.group(1)
+        elif fence is not None and line.strip() == fence:
+            fence = None
+        elif fence is not None and "#" in line:
+            comments.append(line.split("#", 1)[1])
+    return comments
 
 
 def _code_text(cells) -> tuple[str, str]:
@@ -57,11 +82,17 @@ def unchecked_numbers(path: Path) -> list[str]:
     for cell in cells:
         if cell["cell_type"] != "markdown":
             continue
-        text = _MATH.sub(" ", _without_code_blocks("".join(cell["source"])))
-        for line in text.splitlines():
-            if "{cite" in line or line.lstrip().startswith(("#", ":label:", ":class:")):
+        markdown = "".join(cell["source"])
+        prose = _without_code_blocks(markdown)
+        places = [(line, _NUMBER, _MATH.sub(" ", line)) for line in prose.splitlines()]
+        places += [(line, _MATH_NUMBER, " ".join(m.group(0) for m in _MATH.finditer(line)))
+                   for line in prose.splitlines()]
+        places += [(f"# {c.strip()}", _COMMENT_NUMBER, c) for c in _code_block_comments(markdown)]
+        for line, pattern, text in places:
+            if "{cite" in line or line.lstrip().startswith((":label:", ":class:")) or (
+                    pattern is not _COMMENT_NUMBER and line.lstrip().startswith("#")):
                 continue
-            for match in _NUMBER.finditer(_VERSION.sub(" ", _ROLE.sub(" ", line))):
+            for match in pattern.finditer(_VERSION.sub(" ", _ROLE.sub(" ", text))):
                 number = match.group(1)
                 if number in ALLOWED or number.replace(" ", "") in ALLOWED:
                     continue

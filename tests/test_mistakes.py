@@ -55,3 +55,27 @@ def test_variance_algorithms_in_each_precision():
     assert abs(numerics.variance_welford(big) - truth) / truth < 1e-2
     with pytest.raises(ValueError, match="1-D floating"):
         numerics.variance_two_pass(np.ones((2, 2)))
+
+
+def test_dividing_by_the_variance_makes_the_output_follow_the_input_scale():
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 5, 5, dtype=torch.float64)
+    for scale in (0.1, 10.0):
+        wrong = mistakes.group_norm_divide_by_variance(scale * x, 2)
+        groups = (scale * x).reshape(4, 2, -1)
+        std_in = groups.std(2, unbiased=False)
+        std_out = wrong.reshape(4, 2, -1).std(2, unbiased=False)
+        torch.testing.assert_close(std_out, std_in / (std_in ** 2 + 1e-6))
+        assert (wrong - F.group_norm(scale * x, 2)).abs().max() > 0.5
+
+
+def test_batchnorm_built_in_forward_learns_nothing_and_ignores_eval():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 4, 4, dtype=torch.float64) * 2 + 1
+    wrong = mistakes.BatchNorm2dBuiltInForward(3)
+    assert list(wrong.parameters()) == [] and list(wrong.buffers()) == []
+    standardized = F.batch_norm(x, None, None, training=True)
+    torch.testing.assert_close(wrong(x), standardized)
+    wrong.eval()                                  # never reaches the layer built in forward
+    torch.testing.assert_close(wrong(x), standardized)
+    torch.testing.assert_close(wrong(x[:2]), F.batch_norm(x[:2], None, None, training=True))

@@ -136,11 +136,20 @@ def test_prose_number_gate_bites(tmp_path):
     assert unchecked_numbers(chapter("BN reaches 0.857 here.")) == ["'BN reaches 0.857 here.': 0.857"]
     assert unchecked_numbers(chapter("a 12.5 % gap and a 1.7x speed-up")) == [
         "'a 12.5 % gap and a 1.7x speed-up': 12.5 %", "'a 12.5 % gap and a 1.7x speed-up': 1.7x"]
+    # in the maths, and in a solution's code comment, which nobody executes
+    assert unchecked_numbers(chapter("the std is $0.857$ here")) == [
+        "'the std is $0.857$ here': 0.857"]
+    assert unchecked_numbers(chapter("```python\nprint(acc)  # 0.859 after 100 steps\n```")) == [
+        "'# 0.859 after 100 steps': 0.859"]
+    assert unchecked_numbers(chapter("```python\nprint(err)  # about 3e-15\n```")) == [
+        "'# about 3e-15': 3e-15"]
     fine = ["BN reaches {glue:text}`acc:.3f` here.",             # glued
             "BN beats the plain net by more than 0.3.",          # asserted below
             "They report 23.6 % error {cite}`wu2018group`.",     # cited
             "At learning rate 0.5 it trains.",                   # an input in the code
-            "$\\sigma'(0) = 0.25$ and `x = 0.123` in code",      # maths and code spans
+            "$\\sigma'(0) = 0.25$ and `x = 0.123` in code",      # an allowed constant, code spans
+            "$\\sqrt 2 \\approx 1.41$",                          # a derivation the reader can redo
+            "```python\nprint(r)  # 0.5 or 1e-5, allowed\n```",     # constants in a comment
             "torch 2.13.0", "```python\nacc = 0.777\n```"]
     for text in fine:
         assert unchecked_numbers(chapter(text, "lr = 0.5\nassert gap > 0.3")) == [], text

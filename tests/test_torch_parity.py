@@ -104,3 +104,37 @@ def test_precise_bn_refuses_fewer_examples_than_a_batch():
         inference.recompute_batchnorm_stats(model, torch.randn(10, 4))
     for k, v in model.state_dict().items():  # nothing was reset
         torch.testing.assert_close(v, before[k])
+
+
+# normlab's own normalizers, which torch lacks: the same contract as EMPTY above (an empty
+# result, parameters in the graph with zero gradient), and an empty batch moves no statistic
+OWN_EMPTY = [
+    (lambda: nn.GhostBatchNorm1d(3, ghost_batch_size=2), (0, 3)),
+    (lambda: nn.GhostBatchNorm2d(3, ghost_batch_size=2), (0, 3, 4, 4)),
+    (lambda: nn.BatchRenorm1d(3), (0, 3)),
+    (lambda: nn.BatchRenorm2d(3), (0, 3, 4, 4)),
+    (lambda: nn.SwitchableNorm2d(3), (0, 3, 4, 4)),
+    (lambda: nn.IBNorm(4), (0, 4, 4, 4)),
+    (lambda: nn.DynamicTanh(4), (0, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("make,shape", OWN_EMPTY)
+def test_normlab_only_normalizers_accept_an_empty_batch(make, shape, mode):
+    layer = make()
+    getattr(layer, mode)()
+    before = {k: v.clone() for k, v in layer.state_dict().items()
+              if not k.endswith("num_batches_tracked")}
+    x = torch.randn(shape, requires_grad=True)
+    y = layer(x)
+    assert y.shape == shape
+    y.sum().backward()
+    assert x.grad.shape == shape
+    params = list(layer.parameters())
+    assert params, "each of these normalizers has learnable parameters"
+    for p in params:
+        assert p.grad is not None, "an empty batch should still put the parameters in the graph"
+        torch.testing.assert_close(p.grad, torch.zeros_like(p))
+    after = {k: v for k, v in layer.state_dict().items() if k in before}
+    torch.testing.assert_close(after, before)

@@ -427,6 +427,8 @@ def batch_renorm(input: Tensor, running_mean: Tensor, running_var: Tensor,
         return _normalize_with(input, running_mean, running_var, weight, bias, eps)
 
     _checks.check_momentum(momentum, allow_none=False)
+    if input.numel() == 0:
+        return _empty_batch(input, weight, bias)
     values_per_channel = input.numel() // c if c else 0
     if values_per_channel <= 1:
         raise ValueError(
@@ -525,12 +527,17 @@ def switchable_norm(input: Tensor, mean_weight: Tensor, var_weight: Tensor,
         raise ValueError("switchable_norm needs mean_weight and var_weight, (3,) logits each")
     _checks.check_eps(eps)
     n = input.shape[0]
-    positions = input.numel() // (n * c) if n * c else 0
+    positions = math.prod(input.shape[2:])
     if positions <= 1:
         raise ValueError(
             f"switchable_norm needs more than 1 spatial element per channel for the unbiased "
             f"instance variance, got input of shape {tuple(input.shape)}"
         )
+    if n == 0 or c == 0:
+        # an empty batch, as torch's norms treat one: an empty result, every parameter in
+        # the graph (zero gradients), the running statistics unchanged
+        out = _empty_batch(input, weight, bias)
+        return out + 0 * (mean_weight.sum() + var_weight.sum())
     if not training and (running_mean is None or running_var is None):
         raise ValueError("switchable_norm in evaluation mode (training=False) needs "
                          "running_mean and running_var for its BN statistics")
