@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import normlab.functional as F  # noqa: E402
 from normlab import models, reference_numerics, training  # noqa: E402
+from normlab._kernels import portable_sqrt  # noqa: E402
 from normlab import nn as nlnn  # noqa: E402
 
 
@@ -77,6 +78,9 @@ def cases():
     for fn in ("exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "erf", "sin"):
         arg = x.abs() + 1e-3 if fn in ("log", "sqrt", "rsqrt") else x
         out.append((f"{fn} float32", lambda fn=fn, a=arg: getattr(torch, fn)(a)))
+    # sqrt is MKL's VML (CPU-dependent last bit); normlab's portable_sqrt is IEEE ops only
+    out.append(("sqrt float64", lambda a=x.double().abs() + 1e-3: torch.sqrt(a)))
+    out.append(("normlab portable_sqrt float32", lambda a=x.abs() + 1e-3: portable_sqrt(a)))
     out.append(("pow 0.5 float64", lambda: _randn(10_000, dtype=torch.float64).abs() ** 0.5))
     # reductions
     y = _randn(384, 64, 256)

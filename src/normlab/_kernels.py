@@ -76,6 +76,22 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 BLOCK_BYTES = 2 * 2**20
 
 
+def portable_sqrt(x: Tensor) -> Tensor:
+    """``sqrt(x)`` with the same bits on every x86-64 CPU: ``1 / rsqrt(x)``, within 1 ulp.
+
+    Why not ``torch.sqrt``: on CPU, ATen hands ``sqrt`` of a float or double tensor (like
+    ``exp``, ``log``, ``tanh``) to MKL's vector math library (VML, high-accuracy mode), whose
+    result is only guaranteed within 1 ulp and whose code path depends on the CPU: chapter 05's
+    stylizers and chapter 08's weight-standardized networks trained differently on an Intel
+    Xeon and on AMD EPYCs under otherwise identical numerics. ``rsqrt`` and ``reciprocal`` are
+    ATen's own vectorized kernels, an IEEE square root and two IEEE divisions, so the result is
+    a function of ``x`` alone. ``x = 0`` gives 0 and ``inf`` gives ``inf``, as ``sqrt`` does;
+    the gradient is ``1 / (2 sqrt(x))`` (autograd through ``rsqrt`` and ``reciprocal``),
+    except at ``x = 0``, where it is NaN instead of ``inf``.
+    """
+    return torch.rsqrt(x).reciprocal()
+
+
 class _Layout:
     """How an ``(N, C, S)`` tensor splits into statistics, parameters and blocks.
 

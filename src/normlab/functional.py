@@ -43,7 +43,8 @@ import torch
 from torch import Tensor
 
 from . import _checks
-from ._kernels import _LOW_PRECISION, eval_scale, standardize, standardize_affine
+from ._kernels import (_LOW_PRECISION, eval_scale, portable_sqrt, standardize,
+                       standardize_affine)
 
 __all__ = ["batch_norm", "layer_norm", "instance_norm", "group_norm", "rms_norm",
            "batch_renorm", "batch_renorm_correction", "switchable_norm", "standardize_weight"]
@@ -352,7 +353,7 @@ def batch_renorm_correction(batch_mean: Tensor, batch_std: Tensor, running_mean:
     _checks.check_renorm_limits(rmax, dmax)
     with torch.no_grad():
         dtype = batch_std.dtype
-        sigma = torch.sqrt(running_var.detach().to(dtype) + eps)
+        sigma = portable_sqrt(running_var.detach().to(dtype) + eps)
         r = (batch_std.detach() / sigma).clamp(1.0 / rmax, rmax)
         d = ((batch_mean.detach().to(dtype) - running_mean.detach().to(dtype)) / sigma
              ).clamp(-dmax, dmax)
@@ -439,7 +440,7 @@ def batch_renorm(input: Tensor, running_mean: Tensor, running_var: Tensor,
     n = input.shape[0]
     x3 = input.reshape(n, c, -1)
     batch_mean, batch_var = _batch_moments(x3)
-    r, d = batch_renorm_correction(batch_mean, torch.sqrt(batch_var + eps), running_mean,
+    r, d = batch_renorm_correction(batch_mean, portable_sqrt(batch_var + eps), running_mean,
                                    running_var, eps, rmax, dmax)
     # ((x - mu_B) / sigma_B * r + d) * gamma + beta is batch norm with the affine map
     # (r * gamma, d * gamma + beta): one pass of the kernel, whose backward pass then treats
@@ -616,5 +617,5 @@ def standardize_weight(weight: Tensor, eps: float = 1e-5) -> Tensor:
         )
     flat = weight.reshape(weight.shape[0], fan_in)
     centred = flat - flat.mean(dim=1, keepdim=True)
-    std = torch.sqrt(centred.square().sum(dim=1, keepdim=True) / (fan_in - 1))
+    std = portable_sqrt(centred.square().sum(dim=1, keepdim=True) / (fan_in - 1))
     return (centred / (std + eps)).view(weight.shape)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor, nn
 
+from ._kernels import portable_sqrt
 from .models import norm_layer
 
 
@@ -53,7 +54,7 @@ class RandomFilterBank(nn.Module):
 def channel_stats(feat: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
     """Per-sample, per-channel mean and standard deviation over H, W: ``(N, C)`` each."""
     mean = feat.mean(dim=(2, 3))
-    std = (feat.var(dim=(2, 3), unbiased=False) + eps).sqrt()
+    std = portable_sqrt(feat.var(dim=(2, 3), unbiased=False) + eps)   # not torch.sqrt: see portable_sqrt
     return mean, std
 
 

@@ -1,0 +1,44 @@
+"""normlab's square roots have the same bits on every CPU: ``torch.sqrt`` on a CPU tensor is
+MKL's vector math (VML), whose last bit depends on the CPU; ``portable_sqrt`` is IEEE
+operations only. These tests pin its result to a CPU-independent definition and check that the
+code paths the chapters train with never reach ``torch.sqrt``."""
+import pytest
+import torch
+
+import normlab.functional as F
+from normlab import style
+from normlab import nn as nlnn
+from normlab._kernels import portable_sqrt
+
+
+def test_portable_sqrt_is_one_over_the_ieee_rsqrt_and_within_one_ulp():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.rand(200_000, generator=g) * 100, torch.rand(1000, generator=g) * 1e-30,
+                   torch.rand(1000, generator=g) * 1e30])
+    exact = torch.sqrt(x.double()).float()         # float64, then one rounding: the true sqrt
+    # the definition, from correctly rounded operations only: 1 / (1 / sqrt(x)), in float32
+    torch.testing.assert_close(portable_sqrt(x), 1 / (1 / exact), rtol=0, atol=0)
+    ulps = (portable_sqrt(x).view(torch.int32) - exact.view(torch.int32)).abs()
+    assert ulps.max() <= 1
+    special = torch.tensor([0.0, float("inf"), 4.0])
+    torch.testing.assert_close(portable_sqrt(special), torch.tensor([0.0, float("inf"), 2.0]))
+
+
+def test_portable_sqrt_gradient_in_float64():
+    x = (torch.rand(20, dtype=torch.float64) + 0.1).requires_grad_()
+    assert torch.autograd.gradcheck(portable_sqrt, (x,))
+    torch.testing.assert_close(portable_sqrt(x.detach()), x.detach().sqrt(), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: F.standardize_weight(torch.randn(4, 3, 3, 3, requires_grad=True)).sum().backward(),
+    lambda: nlnn.WSConv2d(3, 4, 3)(torch.randn(2, 3, 5, 5)).sum().backward(),
+    lambda: nlnn.BatchRenorm2d(3).train()(torch.randn(4, 3, 5, 5, requires_grad=True)).sum().backward(),
+    lambda: style.channel_stats(torch.randn(2, 3, 5, 5, requires_grad=True))[1].sum().backward(),
+], ids=["standardize_weight", "WSConv2d", "BatchRenorm2d", "channel_stats"])
+def test_training_paths_never_call_torch_sqrt(call, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.sqrt reached: its last bit depends on the CPU (MKL VML)")
+    monkeypatch.setattr(torch, "sqrt", refuse)
+    monkeypatch.setattr(torch.Tensor, "sqrt", refuse)
+    call()
