@@ -42,3 +42,33 @@ def test_training_paths_never_call_torch_sqrt(call, monkeypatch):
     monkeypatch.setattr(torch, "sqrt", refuse)
     monkeypatch.setattr(torch.Tensor, "sqrt", refuse)
     call()
+
+
+def test_the_stylizers_adam_never_calls_torch_sqrt(monkeypatch):
+    from normlab.style import _adam
+
+    w = torch.nn.Parameter(torch.randn(50))
+    opt = _adam([w], 0.01)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.sqrt reached: its last bit depends on the CPU (MKL VML)")
+    monkeypatch.setattr(torch, "sqrt", refuse)
+    monkeypatch.setattr(torch.Tensor, "sqrt", refuse)
+    monkeypatch.setattr(torch, "_foreach_sqrt", refuse)
+    for _ in range(3):
+        opt.zero_grad()
+        w.square().sum().backward()
+        opt.step()
+    assert w.abs().max() < 10
+
+
+def test_the_default_adam_would_have_called_torch_sqrt(monkeypatch):
+    # what the test above guards against: the per-tensor Adam takes torch.sqrt
+    w = torch.nn.Parameter(torch.randn(50))
+    opt = torch.optim.Adam([w], lr=0.01)
+    calls = []
+    real = torch.Tensor.sqrt
+    monkeypatch.setattr(torch.Tensor, "sqrt", lambda self, *a: calls.append(1) or real(self, *a))
+    w.square().sum().backward()
+    opt.step()
+    assert calls, "the default Adam no longer calls Tensor.sqrt: the fused one may be unneeded"

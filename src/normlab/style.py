@@ -51,6 +51,14 @@ class RandomFilterBank(nn.Module):
         return [TF.relu(conv(x)) for conv in self.convs] + [x]
 
 
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with ATen's fused CPU kernel. The default (per-tensor) Adam takes ``torch.sqrt`` of
+    its second moments, which on CPU is MKL's vector math, whose last bit depends on the CPU
+    (see :func:`normlab._kernels.portable_sqrt`); the fused kernel computes the same update
+    with an IEEE square root, so a stylizer trains to the same bits on every x86-64 machine."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def channel_stats(feat: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
     """Per-sample, per-channel mean and standard deviation over H, W: ``(N, C)`` each."""
     mean = feat.mean(dim=(2, 3))
@@ -108,7 +116,7 @@ def synthesize_texture(target: Tensor, bank: RandomFilterBank, kind: str = "stat
     gen = torch.Generator().manual_seed(seed)
     logits = (torch.randn(1, 1 if grey else 3, size, size, generator=gen) * 0.5)
     logits.requires_grad_()
-    opt = torch.optim.Adam([logits], lr=lr)
+    opt = _adam([logits], lr)
     history = []
     for _ in range(steps):
         loss = style_loss(bank(torch.sigmoid(logits).expand(1, 3, size, size)), tfeats, kind)
@@ -164,7 +172,7 @@ def train_stylizer(model: nn.Module, contents: Sequence[Tensor], style: Tensor,
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         style_feats = bank(style[None])
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = _adam(model.parameters(), lr)
     model.train()
     history = []
     for _ in range(steps):
