@@ -35,32 +35,28 @@ _COMMENT_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?\s?%|\d+(?:\.\d+)?x\b|\d+
                              r"|[2-9]e[-+]?\d+)(?![\w.]*\d)")
 
 
-def _without_code_blocks(markdown: str) -> str:
-    """Drop fenced code blocks (```python ...```), keep directive bodies (```{exercise})."""
-    kept, fence = [], None
+def _split_code_blocks(markdown: str) -> tuple[list[str], list[str]]:
+    """``(prose lines, code lines)``: the lines of fenced code blocks (```python ...```, a
+    solution's code) apart from the rest; directive bodies (```{exercise}) stay prose."""
+    prose, code, fence = [], [], None
     for line in markdown.splitlines():
         opener = _CODE_FENCE.match(line)
         if fence is None and opener:
             fence = opener.group(1)
         elif fence is not None and line.strip() == fence:
             fence = None
-        elif fence is None:
-            kept.append(line)
-    return "\n".join(kept)
+        else:
+            (prose if fence is None else code).append(line)
+    return prose, code
+
+
+def _without_code_blocks(markdown: str) -> str:
+    return "\n".join(_split_code_blocks(markdown)[0])
 
 
 def _code_block_comments(markdown: str) -> list[str]:
-    """The ``#`` comments of the fenced code blocks (a solution's code) in ``markdown``."""
-    comments, fence = [], None
-    for line in markdown.splitlines():
-        opener = _CODE_FENCE.match(line)
-        if fence is None and opener:
-            fence = opener.group(1)
-        elif fence is not None and line.strip() == fence:
-            fence = None
-        elif fence is not None and "#" in line:
-            comments.append(line.split("#", 1)[1])
-    return comments
+    """The ``#`` comments of the fenced code blocks in ``markdown``."""
+    return [line.split("#", 1)[1] for line in _split_code_blocks(markdown)[1] if "#" in line]
 
 
 def _code_text(cells) -> tuple[str, str]:
