@@ -73,3 +73,26 @@ def test_the_default_adam_would_have_called_torch_sqrt(monkeypatch):
     w.square().sum().backward()
     opt.step()
     assert calls, "the default Adam no longer calls Tensor.sqrt: the fused one may be unneeded"
+
+
+def test_no_new_torch_sqrt_in_the_library():
+    """A static guard for code to come: every square root of a tensor in normlab goes through
+    portable_sqrt, except where a published mistake is reproduced as written (mistakes.py) or
+    a scalar for a printed diagnostic is taken (probes.py, a float64 ratio)."""
+    import ast
+    from pathlib import Path
+
+    import normlab
+
+    allowed = {"mistakes.py", "probes.py"}
+    found = []
+    for path in Path(normlab.__file__).parent.rglob("*.py"):
+        if path.name in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("sqrt", "sqrt_")
+                    and not (isinstance(node.func.value, ast.Name)
+                             and node.func.value.id in ("np", "math"))):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == [], f"torch.sqrt (MKL VML, CPU-dependent) called at {found}: use portable_sqrt"
