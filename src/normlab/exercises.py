@@ -75,12 +75,18 @@ def check(name: str, fn: Callable) -> None:
     Prints ``"<name>: <n>/<n> cases match to <tolerance>"`` and returns ``None`` if every case
     matches; raises ``AssertionError`` naming the first failing case otherwise.
     """
+    # IPython leaves this frame out of tracebacks: a reader's starter stub shows their own cell
+    # and its NotImplementedError, not the grader's internals (nor the path it is installed at)
+    __tracebackhide__ = True
     grader = _grader(name)
     if not callable(fn):
         raise TypeError(f"check expects the function to grade, got {type(fn).__name__}")
     cases = grader.cases(np.random.default_rng(_SEED))
     # Run every case first: the stages below look at all of them in turn.
-    results = [fn(*case.fresh_args()) for case in cases]
+    # (a loop, not a comprehension: a comprehension's own frame would show in the traceback)
+    results = []
+    for case in cases:
+        results.append(fn(*case.fresh_args()))
     expected = [_as_tuple(grader.reference(*case.fresh_args())) for case in cases]
     for stage in (_structure_failure, _finiteness_failure, _unchanged_failure, _value_failure):
         for i, (case, got, want) in enumerate(zip(cases, results, expected), start=1):
