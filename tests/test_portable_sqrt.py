@@ -31,31 +31,31 @@ def test_portable_sqrt_gradient_in_float64():
     torch.testing.assert_close(portable_sqrt(x.detach()), x.detach().sqrt(), rtol=1e-15, atol=0)
 
 
+@pytest.fixture
+def no_torch_sqrt(monkeypatch):
+    """Make every ``torch.sqrt`` (and ``_foreach_sqrt``) call fail for the test's duration."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.sqrt reached: its last bit depends on the CPU (MKL VML)")
+    monkeypatch.setattr(torch, "sqrt", refuse)
+    monkeypatch.setattr(torch.Tensor, "sqrt", refuse)
+    monkeypatch.setattr(torch, "_foreach_sqrt", refuse)
+
+
 @pytest.mark.parametrize("call", [
     lambda: F.standardize_weight(torch.randn(4, 3, 3, 3, requires_grad=True)).sum().backward(),
     lambda: nlnn.WSConv2d(3, 4, 3)(torch.randn(2, 3, 5, 5)).sum().backward(),
     lambda: nlnn.BatchRenorm2d(3).train()(torch.randn(4, 3, 5, 5, requires_grad=True)).sum().backward(),
     lambda: style.channel_stats(torch.randn(2, 3, 5, 5, requires_grad=True))[1].sum().backward(),
 ], ids=["standardize_weight", "WSConv2d", "BatchRenorm2d", "channel_stats"])
-def test_training_paths_never_call_torch_sqrt(call, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("torch.sqrt reached: its last bit depends on the CPU (MKL VML)")
-    monkeypatch.setattr(torch, "sqrt", refuse)
-    monkeypatch.setattr(torch.Tensor, "sqrt", refuse)
+def test_training_paths_never_call_torch_sqrt(call, no_torch_sqrt):
     call()
 
 
-def test_the_stylizers_adam_never_calls_torch_sqrt(monkeypatch):
+def test_the_stylizers_adam_never_calls_torch_sqrt(no_torch_sqrt):
     from normlab.style import _adam
 
     w = torch.nn.Parameter(torch.randn(50))
     opt = _adam([w], 0.01)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("torch.sqrt reached: its last bit depends on the CPU (MKL VML)")
-    monkeypatch.setattr(torch, "sqrt", refuse)
-    monkeypatch.setattr(torch.Tensor, "sqrt", refuse)
-    monkeypatch.setattr(torch, "_foreach_sqrt", refuse)
     for _ in range(3):
         opt.zero_grad()
         w.square().sum().backward()

@@ -2,8 +2,8 @@
 
 Each function (and :class:`BatchNorm2dBuiltInForward`, a module) reproduces one recurring
 error so that the chapters can show, numerically, that it changes the result; this module is
-their one home, so every chapter shows the same ones. None of them should be used for anything else; the correct versions
-are in :mod:`normlab.functional`. The one-pass variance :math:`E[x^2]-E[x]^2`, a mistake of
+their one home, so every chapter shows the same ones. None of them should be used for anything
+else; the correct versions are in :mod:`normlab.functional`. The one-pass variance :math:`E[x^2]-E[x]^2`, a mistake of
 precision rather than of formula, is :func:`normlab.numerics.variance_one_pass`.
 """
 from __future__ import annotations

@@ -62,7 +62,7 @@ def _adam(params, lr: float) -> torch.optim.Adam:
 def channel_stats(feat: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
     """Per-sample, per-channel mean and standard deviation over H, W: ``(N, C)`` each."""
     mean = feat.mean(dim=(2, 3))
-    std = portable_sqrt(feat.var(dim=(2, 3), unbiased=False) + eps)   # not torch.sqrt: see portable_sqrt
+    std = portable_sqrt(feat.var(dim=(2, 3), unbiased=False) + eps)   # not torch.sqrt (VML)
     return mean, std
 
 
