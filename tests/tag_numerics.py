@@ -41,7 +41,13 @@ def _text_outputs(cell) -> str:
         if out["output_type"] == "stream":
             text = "".join(line for line in out["text"].splitlines(True)
                            if not line.startswith(NOTICE_PREFIX))
-            if text:   # a stream that held only the notice is no output at all
+            if not text:   # a stream that held only the notice is no output at all
+                continue
+            # consecutive chunks of one stream are one output (nbval coalesces them too):
+            # how the kernel splits a cell's printing into messages depends on timing
+            if parts and isinstance(parts[-1], list) and parts[-1][0] == out["name"]:
+                parts[-1][1] += text
+            else:
                 parts.append([out["name"], text])
         elif "data" in out:
             parts.append({k: v for k, v in out["data"].items() if not k.startswith("image/")})
