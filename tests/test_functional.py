@@ -385,3 +385,50 @@ def test_no_tensor_is_created_on_another_device(name):
     grads = torch.autograd.grad(out.sum(), (x, w) if name not in ("layer", "rms") else (x,))
     assert out.device.type == "meta" and all(g.device.type == "meta" for g in grads)
     assert grads[0].shape == x.shape
+
+
+def _bn2d_step(x, w, b, dy):
+    """Output, batch statistics and every gradient of the kernel's train-mode batch norm."""
+    x = x.detach().requires_grad_()
+    params = [t.detach().requires_grad_() for t in (w, b) if t is not None]
+    wp = params[0] if w is not None else None
+    bp = params[-1] if b is not None else None
+    y, mean, var = K.standardize(x, (x.shape[0], x.shape[1], 1), wp, bp, groups=None, eps=1e-5)
+    grads = torch.autograd.grad(y, [x, *params], dy)
+    return [y, mean, var, *grads]
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("block_bytes", [None, 64])
+def test_flat_batch_layout_is_bit_identical_to_the_4d_view(monkeypatch, affine, dtype,
+                                                            block_bytes):
+    """Batch statistics of an (N, C) input skip the 4-D view (FLAT_2D, a speed-up at the
+    MLP's small sizes); output, statistics and gradients must be the same bits as through the
+    general 4-D layout, in one block and in many."""
+    if block_bytes is not None:
+        monkeypatch.setattr(K, "BLOCK_BYTES", block_bytes)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(60, 37, generator=g, dtype=dtype) * 2 + 5
+    dy = torch.randn(60, 37, generator=g, dtype=dtype)
+    w = torch.rand(37, generator=g, dtype=dtype) + 0.5 if affine else None
+    b = torch.randn(37, generator=g, dtype=dtype) if affine else None
+    lay = K._Layout.of((60, 37, 1), x.element_size(), None, False, True)
+    assert lay.flat and lay.view4 == (60, 37)
+    assert (len(lay.blocks) > 1) == (block_bytes is not None)
+    flat = _bn2d_step(x, w, b, dy)
+    monkeypatch.setattr(K, "FLAT_2D", False)
+    assert not K._Layout.of((60, 37, 1), x.element_size(), None, False, True).flat
+    general = _bn2d_step(x, w, b, dy)
+    for a, c in zip(flat, general):
+        assert a.shape == c.shape and torch.equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_aten_mean_is_sum_then_division(dtype):
+    """The 2-D batch layout takes means with one ``mean`` call where the 4-D one sums and
+    divides: that relies on ATen's CPU mean being exactly ``sum(...).div_(count)``."""
+    g = torch.Generator().manual_seed(0)
+    for n, c in [(2, 3), (60, 100), (257, 5), (4096, 3)]:
+        x = torch.randn(n, c, generator=g, dtype=dtype) * 3 + 10
+        assert torch.equal(x.mean(0, keepdim=True), x.sum(0, keepdim=True).div_(n))

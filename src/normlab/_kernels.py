@@ -75,6 +75,10 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 #: smaller than one sample (group statistics) or one channel (batch statistics).
 BLOCK_BYTES = 2 * 2**20
 
+#: Batch statistics of an ``(N, C)`` input work on the 2-D tensor itself (see :class:`_Layout`);
+#: ``False`` sends them through the general 4-D view (a test compares the two bit for bit).
+FLAT_2D = True
+
 
 def portable_sqrt(x: Tensor) -> Tensor:
     """``sqrt(x)`` with the same bits on every x86-64 CPU: ``1 / rsqrt(x)``, within 1 ulp.
@@ -104,6 +108,14 @@ class _Layout:
     Blocks are index tuples: runs of samples ``[i:j]`` for group statistics, runs of channels
     ``[:, :, i:j]`` for batch statistics. No statistic crosses a block boundary, and indexing
     a statistic-shaped tensor with a block's index gives that block's statistics.
+
+    One exception to the 4-D view: batch statistics of an ``(N, C)`` input (``S = 1``, the
+    BatchNorm1d of every MLP in the course) keep the 2-D shape -- statistics ``(1, C)``,
+    parameters ``(C,)``, channel blocks ``[:, i:j]`` -- so that the input, the output and the
+    parameters need no ``view`` at all. At the small sizes of the course's MLPs a step is a few
+    dozen tensor operations, each costing microseconds of dispatch, and five of them were
+    views. The sums run over the same elements in the same order (size-1 dimensions do not
+    change a reduction's loop), so the results are bit for bit those of the 4-D view.
     """
 
     def __init__(self, x: Tensor, groups: int | None, per_position: bool, center: bool):
@@ -112,32 +124,39 @@ class _Layout:
     @classmethod
     def of(cls, shape3: tuple[int, int, int], element_size: int, groups: int | None,
            per_position: bool, center: bool) -> "_Layout":
-        """The layout of a tensor of ``shape3 = (N, C, S)``, from its shape alone."""
-        lay = cls.__new__(cls)
-        lay._setup(shape3, element_size, groups, per_position, center)
-        return lay
+        """The layout of a tensor of ``shape3 = (N, C, S)``, from its shape alone. Cached: a
+        layout is never modified, and a training run asks for the same few again and again
+        (the block size is part of the key, so a test may change :data:`BLOCK_BYTES`)."""
+        return _cached_layout(cls, tuple(shape3), element_size, groups, per_position, center,
+                              BLOCK_BYTES, FLAT_2D)
 
     def _setup(self, shape3, element_size: int, groups: int | None, per_position: bool,
-               center: bool) -> None:
+               center: bool, block_bytes: int | None = None, flat_2d: bool | None = None
+               ) -> None:
         self.n, self.c, self.s = shape3
         self.center = center
         self.batch = groups is None
         self.g = 1 if self.batch else groups
-        self.view4 = (self.n, self.g, self.c // self.g, self.s)
+        #: batch statistics of an (N, C) input: work on the 2-D tensor itself (see above)
+        flat_2d = FLAT_2D if flat_2d is None else flat_2d
+        self.flat = flat_2d and self.batch and self.s == 1 and not per_position
+        self.view4 = ((self.n, self.c) if self.flat
+                      else (self.n, self.g, self.c // self.g, self.s))
         self.m = (self.n if self.batch else self.c // self.g) * self.s  # elements/statistic
-        self.param_shape = ((1, 1, 1, self.s) if per_position
+        self.param_shape = ((self.c,) if self.flat
+                            else (1, 1, 1, self.s) if per_position
                             else (1, self.g, self.c // self.g, 1))
         count, item = (self.c, self.n * self.s) if self.batch else (self.n, self.c * self.s)
-        step = max(1, BLOCK_BYTES // max(1, item * element_size))
+        block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+        step = max(1, block_bytes // max(1, item * element_size))
         #: one block covers the whole tensor: the kernel then runs without any slicing
         self.single = step >= count
+        self.block_dim = 1 if self.flat else 2 if self.batch else 0
         if self.single:
             self.blocks = [()]       # the whole tensor: t[()] is t, no slicing
         else:
-            slices = [slice(i, min(i + step, count)) for i in range(0, count, step)]
-            self.blocks = [(slice(None), slice(None), sl) if self.batch else (sl,)
-                           for sl in slices]
-        self.block_dim = 2 if self.batch else 0
+            self.blocks = [(slice(None),) * self.block_dim + (slice(i, min(i + step, count)),)
+                           for i in range(0, count, step)]
 
     def cat(self, parts: list[Tensor]) -> Tensor:
         """Join per-block results along the block axis."""
@@ -169,8 +188,25 @@ class _Layout:
             return self.pool(torch.linalg.vector_norm(t, dim=3, keepdim=True).square_())
         return torch.linalg.vector_norm(t, dim=(2, 3), keepdim=True).square_()
 
+    def stat_mean(self, t: Tensor, square: bool = False) -> Tensor:
+        """Mean (of the squares, with ``square=True``) per statistic: the sum divided by
+        :attr:`m`. For the 2-D batch layout one ``mean`` call, which on the CPU is exactly that
+        sum and division (ATen computes a float mean as ``sum(...).div_(count)``), with one
+        Python-level dispatch fewer; a test checks the bits."""
+        if self.flat:
+            return (t.square() if square else t).mean(0, keepdim=True)
+        return (self.stat_sq_sum(t) if square else self.stat_sum(t)).div_(self.m)
+
+    def pool_mean(self, per_row: Tensor) -> Tensor:
+        """:meth:`pool` divided by :attr:`m` (one ``mean`` call for the 2-D batch layout)."""
+        if self.flat:
+            return per_row.mean(0, keepdim=True)
+        return self.pool(per_row).div_(self.m)
+
     def stat_shape(self, block: Tensor) -> tuple[int, ...]:
         """Shape of the statistics of one block."""
+        if self.flat:
+            return (1, block.shape[1])
         return (1, 1, block.shape[2], 1) if self.batch else (*block.shape[:2], 1, 1)
 
     def pool(self, per_row: Tensor) -> Tensor:
@@ -179,11 +215,22 @@ class _Layout:
 
     def param(self, t: Tensor | None, idx: tuple) -> Tensor | None:
         """A parameter for one block: channel blocks take their slice of it."""
-        return t[idx] if (t is not None and self.batch) else t
+        if t is None or not self.batch:
+            return t
+        return t[idx[1:]] if self.flat else t[idx]      # flat: parameters are (C,)
 
     def stats_out(self, stat: Tensor) -> Tensor:
         """A statistic as returned to callers: ``(C,)`` for batch, ``(N, G)`` for groups."""
         return stat.reshape(self.c) if self.batch else stat.reshape(self.n, self.g)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_layout(cls, shape3: tuple[int, int, int], element_size: int, groups: int | None,
+                   per_position: bool, center: bool, block_bytes: int, flat_2d: bool
+                   ) -> _Layout:
+    lay = cls.__new__(cls)
+    lay._setup(shape3, element_size, groups, per_position, center, block_bytes, flat_2d)
+    return lay
 
 
 def _forward_block(x: Tensor, y: Tensor, w: Tensor | None, b: Tensor | None,
@@ -196,11 +243,11 @@ def _forward_block(x: Tensor, y: Tensor, w: Tensor | None, b: Tensor | None,
     0 and ``var`` is the mean square. The backward pass reuses ``invstd`` and ``scale``:
     recomputing them there would give the same numbers, at four more dispatches."""
     if lay.center:
-        mean = lay.stat_sum(x).div_(lay.m)
+        mean = lay.stat_mean(x)
         xc = torch.sub(x, mean, out=y)              # centred values, in the output buffer
     else:
         mean, xc = x.new_zeros(lay.stat_shape(x)), x
-    var = lay.stat_sq_sum(xc).div_(lay.m)           # centred: the two-pass variance
+    var = lay.stat_mean(xc, square=True)            # centred: the two-pass variance
     scale = invstd = (var + eps).rsqrt_()
     if w is not None and not per_position:
         scale = invstd * w                          # (x - mean) * (invstd * gamma): one pass
@@ -248,7 +295,7 @@ def _backward_block(dy: Tensor, x: Tensor, dx: Tensor, scratch: Tensor, mean: Te
     # per-statistic coefficients (small tensors)
     coef_xc = lay.pool(sum_g_xc).mul_(invstd.square()).div_(-lay.m)  # -mean(g xc) / sigma^2
     # mean(g): without centring the mean is a constant, and this term drops out
-    shift = lay.pool(sum_g).div_(lay.m) if lay.center else None
+    shift = lay.pool_mean(sum_g) if lay.center else None
     if per_position:              # dx = invstd * (xc * coef_xc - shift + gamma * dy)
         d = torch.mul(xc, coef_xc, out=dx)
         if shift is not None:
@@ -281,6 +328,12 @@ def _once_differentiable(fn):
             return checked(ctx, *args)
         return fn(ctx, *args)
     return wrapper
+
+
+def _view(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``t.view(shape)``, or ``t`` itself when it has that shape already (a no-op view still
+    costs a dispatch, and the 2-D batch layout needs none)."""
+    return t if t.shape == shape else t.view(shape)
 
 
 def _as_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
@@ -325,11 +378,11 @@ class StandardizeAffine(torch.autograd.Function):
         dtype = x.dtype
         lay = _Layout.of(in_shape if shape3 is None else shape3, x.element_size(), groups,
                          per_position, center)
-        w = _as_dtype(weight, dtype).view(lay.param_shape) if weight is not None else None
-        b = _as_dtype(bias, dtype).view(lay.param_shape) if bias is not None else None
-        x4 = x.view(lay.view4)
+        w = _view(_as_dtype(weight, dtype), lay.param_shape) if weight is not None else None
+        b = _view(_as_dtype(bias, dtype), lay.param_shape) if bias is not None else None
+        x4 = _view(x, lay.view4)
         y = torch.empty(in_shape, dtype=dtype, device=x.device)   # the only full-size allocation
-        y4 = y.view(lay.view4)
+        y4 = _view(y, lay.view4)
         if lay.single:
             mean, var, invstd, coef_dy = _forward_block(x4, y4, w, b, lay, eps, per_position)
         else:
@@ -361,7 +414,8 @@ class StandardizeAffine(torch.autograd.Function):
         if dy is None:                        # y unused: its gradient is zero
             dy = torch.zeros(ctx.in_shape, dtype=x.dtype, device=x.device)
         in_dtype = dy.dtype
-        dy = _as_dtype(dy, x.dtype).reshape(lay.view4)
+        dy = _as_dtype(dy, x.dtype)
+        dy = dy if dy.shape == lay.view4 else dy.reshape(lay.view4)
         if coef_dy is None:                   # no gamma to fold in (or layer norm's)
             coef_dy = invstd
         dx = torch.empty_like(x)                    # the only full-size allocation
@@ -390,12 +444,12 @@ class StandardizeAffine(torch.autograd.Function):
             else:
                 sum_dy_xc, sum_dy = (lay.cat(list(t)) for t in zip(*partials))
             if needs_w:
-                dweight = (sum_dy_xc * invstd).sum(0).view(-1)
+                dweight = _view((sum_dy_xc * invstd).sum(0), (lay.c,))
             if needs_b:
-                dbias = sum_dy.sum(0).view(-1)
+                dbias = _view(sum_dy.sum(0), (lay.c,))
         w_dtype, b_dtype = ctx.param_dtypes
         if needs_x:
-            dx = dx.view(ctx.in_shape)
+            dx = _view(dx, ctx.in_shape)
             if dx.dtype != in_dtype:
                 dx = dx.to(in_dtype)
         return (dx if needs_x else None,
