@@ -1,4 +1,4 @@
-"""Find numbers in a chapter's prose that look computed but are neither glued nor checked.
+r"""Find numbers in a chapter's prose that look computed but are neither glued nor checked.
 
 A chapter's markdown may state a number that a cell computed only in one of three ways: inserted
 by myst-nb's ``{glue:text}`` (so it is the computed value, on any machine), as a rounded claim
