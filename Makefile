@@ -10,7 +10,9 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha2
 # The book's execution cache must be thrown away when the code it imports changes:
 # jupyter-cache only notices changes to the notebooks themselves.
 SRC_HASH = $(shell cat requirements.lock pyproject.toml $$(find src -name '*.py' | sort) | sha256sum | cut -c1-16)
-JB_FLAGS := -W -n --keep-going
+# --all: every page is read again, so a warning cannot hide behind Sphinx's saved environment
+# (after a failed strict build the next one otherwise re-reads only changed pages and passes).
+JB_FLAGS := -W -n --keep-going --all
 NBVAL    := --nbval --nbval-current-env --nbval-sanitize-with nbval-sanitize.cfg \
             -p no:cacheprovider -p nbval_reference -n 2 --dist loadfile
 # Every chapter runs with CPU-dependent knobs changed (--cpu-knobs: lower MKL/oneDNN
