@@ -197,5 +197,4 @@ def test_nan_and_the_stub():
 
     def stub(counts, means, m2s):
         raise NotImplementedError("your code here")
-    with pytest.raises(NotImplementedError, match="^your code here$"):
-        E.check(NAME, stub)
+    assert E.check(NAME, stub) is None  # reported, not raised (test_exercises.py)

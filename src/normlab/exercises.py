@@ -6,7 +6,10 @@ A chapter asks the reader to write, say, the batch-norm backward pass in NumPy, 
     exercises.check("batchnorm_backward", batchnorm_backward)
 
 which prints one line, ``batchnorm_backward: 6/6 cases match to 1e-10``, or raises an
-``AssertionError`` that says what is wrong with the first case that fails.
+``AssertionError`` that says what is wrong with the first case that fails. The chapters' starter
+stubs (a function whose body is ``raise NotImplementedError(...)``) are not an error: ``check``
+prints ``batchnorm_backward: not implemented yet ...`` and returns, so running a whole notebook
+goes through its exercises instead of stopping at the first one.
 
 How a function is graded
 ------------------------
@@ -31,8 +34,10 @@ mistakes people make in that exercise, as concrete wrong implementations (the ``
 tables below): if the reader's failing output equals one of them on the same case, the message
 says so, e.g. ``looks like std + eps in the denominator instead of sqrt(var + eps)``.
 
-``NotImplementedError`` (raised by the chapters' starter stubs) and every other exception from
-``fn`` propagate unchanged.
+A ``NotImplementedError`` raised by ``fn``'s own body is the starter stub's, reported as above.
+Every other exception from ``fn`` propagates unchanged -- a ``NotImplementedError`` raised deeper
+too (PyTorch raises one for an operation a backend lacks): the reader's function *ran* and
+failed, and the traceback is what they need.
 
 Public functions: :func:`names`, :func:`describe`, :func:`check`, :func:`solution`,
 :func:`solution_source` (a readable reference solution, for a chapter's dropdown).
@@ -73,10 +78,12 @@ def check(name: str, fn: Callable) -> None:
     """Grade ``fn`` for the exercise ``name``; see the module docstring.
 
     Prints ``"<name>: <n>/<n> cases match to <tolerance>"`` and returns ``None`` if every case
-    matches; raises ``AssertionError`` naming the first failing case otherwise.
+    matches; raises ``AssertionError`` naming the first failing case otherwise. If ``fn`` is a
+    starter stub (its own body raises ``NotImplementedError``), prints ``"<name>: not implemented
+    yet ..."`` and returns ``None``.
     """
-    # IPython leaves this frame out of tracebacks: a reader's starter stub shows their own cell
-    # and its NotImplementedError, not the grader's internals (nor the path it is installed at)
+    # IPython leaves this frame out of tracebacks: a reader's failing function shows their own
+    # cell and its exception, not the grader's internals (nor the path it is installed at)
     __tracebackhide__ = True
     grader = _grader(name)
     if not callable(fn):
@@ -85,8 +92,16 @@ def check(name: str, fn: Callable) -> None:
     # Run every case first: the stages below look at all of them in turn.
     # (a loop, not a comprehension: a comprehension's own frame would show in the traceback)
     results = []
-    for case in cases:
-        results.append(fn(*case.fresh_args()))
+    try:
+        for case in cases:
+            results.append(fn(*case.fresh_args()))
+    except NotImplementedError as err:
+        if not _raised_by_own_body(fn, err):
+            raise
+        print(f"{name}: not implemented yet -- replace the `raise NotImplementedError` in "
+              f"{getattr(fn, '__name__', 'your function')} with your code and run this cell "
+              "again")
+        return
     expected = [_as_tuple(grader.reference(*case.fresh_args())) for case in cases]
     for stage in (_structure_failure, _finiteness_failure, _unchanged_failure, _value_failure):
         for i, (case, got, want) in enumerate(zip(cases, results, expected), start=1):
@@ -94,6 +109,15 @@ def check(name: str, fn: Callable) -> None:
             if failure is not None:
                 raise AssertionError(_report(grader, case, f"{i}/{len(cases)}", failure))
     print(f"{name}: {len(cases)}/{len(cases)} cases match to {grader.rtol:g}")
+
+
+def _raised_by_own_body(fn: Callable, err: BaseException) -> bool:
+    """Whether ``err`` was raised in ``fn``'s own code (a stub), not in a function it called."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return code is not None and tb is not None and tb.tb_frame.f_code is code
 
 
 def solution(name: str) -> Callable:
