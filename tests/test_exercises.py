@@ -1,4 +1,5 @@
 """The exercise graders accept right answers, however written, and name the wrong ones."""
+import functools
 import re
 
 import numpy as np
@@ -134,6 +135,44 @@ def test_not_implemented_raised_deeper_propagates(capsys):
     with pytest.raises(NotImplementedError, match="^no kernel for this backend$"):
         E.check("batchnorm_forward", attempt)
     assert capsys.readouterr().out == ""
+
+
+def test_not_implemented_from_a_torch_operation_propagates(capsys):
+    # raised in C: no Python frame of its own, so the last frame is the reader's, stopped at a
+    # call (not at a raise statement)
+    def attempt(x, gamma, beta, eps):
+        return torch.sort(torch.from_numpy(x).to_sparse())
+    with pytest.raises(NotImplementedError, match="SparseCPU"):
+        E.check("batchnorm_forward", attempt)
+    assert capsys.readouterr().out == ""
+
+
+def test_not_implemented_on_a_later_case_propagates(capsys):
+    # the reader's own raise, hit only once their function has answered a case: not a stub
+    solve, answered = E.solution("batchnorm_forward"), []
+
+    def partial_support(x, gamma, beta, eps):
+        if answered:
+            raise NotImplementedError("only the first shape")
+        answered.append(True)
+        return solve(x, gamma, beta, eps)
+    with pytest.raises(NotImplementedError, match="^only the first shape$"):
+        E.check("batchnorm_forward", partial_support)
+    assert capsys.readouterr().out == ""
+
+
+def test_wrapped_and_callable_stubs_are_reported(capsys):
+    def stub(x, gamma, beta, eps, scale):
+        raise NotImplementedError
+
+    class Stub:
+        def __call__(self, x, gamma, beta, eps):
+            raise NotImplementedError("your code here")
+    for fn, shown in [(functools.partial(stub, scale=1), "stub"), (Stub(), "Stub")]:
+        assert E.check("batchnorm_forward", fn) is None
+        assert capsys.readouterr().out.startswith(
+            f"batchnorm_forward: not implemented yet -- replace the `raise NotImplementedError` "
+            f"in {shown} with")
 
 
 def test_other_exceptions_propagate_unprefixed():

@@ -177,8 +177,9 @@ def test_chapter_has_an_implement_and_check_exercise(path):
         if "raise NotImplementedError" in source:
             assert "raises-exception" not in c["metadata"].get("tags", []), \
                 f"a starter stub stores no error: drop its raises-exception tag ({names})"
-            if all(f"{name}: not implemented yet" in outputs for name in names):
-                stubs |= names
+            missing = [name for name in names if f"{name}: not implemented yet" not in outputs]
+            assert not missing, f"a starter stub cell does not store the grader's line: {missing}"
+            stubs |= names
         elif all(f"{name}: " in outputs and "cases match" in outputs for name in names):
             solved |= names
     assert stubs, "no starter stub graded by exercises.check (storing its 'not implemented yet')"

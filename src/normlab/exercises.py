@@ -34,16 +34,20 @@ mistakes people make in that exercise, as concrete wrong implementations (the ``
 tables below): if the reader's failing output equals one of them on the same case, the message
 says so, e.g. ``looks like std + eps in the denominator instead of sqrt(var + eps)``.
 
-A ``NotImplementedError`` raised by ``fn``'s own body is the starter stub's, reported as above.
-Every other exception from ``fn`` propagates unchanged -- a ``NotImplementedError`` raised deeper
-too (PyTorch raises one for an operation a backend lacks): the reader's function *ran* and
-failed, and the traceback is what they need.
+What counts as a starter stub: on the first case, ``fn``'s own code executes a ``raise``
+statement of ``NotImplementedError``. Every other exception from ``fn`` propagates unchanged. So
+does a ``NotImplementedError`` raised by something ``fn`` calls (PyTorch raises one for an
+operation a backend lacks, from C, with no Python frame of its own: the ``raise`` check tells
+the two apart), or raised by ``fn`` itself only on a later case (say, for a strided input it
+chose not to handle): the reader's function *ran* and failed, and the traceback is what they
+need.
 
 Public functions: :func:`names`, :func:`describe`, :func:`check`, :func:`solution`,
 :func:`solution_source` (a readable reference solution, for a chapter's dropdown).
 """
 from __future__ import annotations
 
+import dis
 import inspect
 import re
 import textwrap
@@ -96,11 +100,12 @@ def check(name: str, fn: Callable) -> None:
         for case in cases:
             results.append(fn(*case.fresh_args()))
     except NotImplementedError as err:
-        if not _raised_by_own_body(fn, err):
+        if results or not _raised_by_own_raise(fn, err):  # not a stub: a real error
             raise
+        target = _underlying(fn)
         print(f"{name}: not implemented yet -- replace the `raise NotImplementedError` in "
-              f"{getattr(fn, '__name__', 'your function')} with your code and run this cell "
-              "again")
+              f"{getattr(target, '__name__', type(target).__name__)} with your code and run "
+              "this cell again")
         return
     expected = [_as_tuple(grader.reference(*case.fresh_args())) for case in cases]
     for stage in (_structure_failure, _finiteness_failure, _unchanged_failure, _value_failure):
@@ -111,13 +116,28 @@ def check(name: str, fn: Callable) -> None:
     print(f"{name}: {len(cases)}/{len(cases)} cases match to {grader.rtol:g}")
 
 
-def _raised_by_own_body(fn: Callable, err: BaseException) -> bool:
-    """Whether ``err`` was raised in ``fn``'s own code (a stub), not in a function it called."""
-    code = getattr(inspect.unwrap(fn), "__code__", None)
+def _underlying(fn: Callable) -> Callable:
+    """``fn`` without its ``functools.wraps`` decorators and ``functools.partial`` layers."""
+    target = inspect.unwrap(fn)
+    while isinstance(target, partial):
+        target = inspect.unwrap(target.func)
+    return target
+
+
+def _raised_by_own_raise(fn: Callable, err: BaseException) -> bool:
+    """Whether ``err`` comes from a ``raise`` statement in ``fn``'s own code (a stub's), not
+    from a function it called, in Python or in C (a C function adds no frame: the last frame
+    is then ``fn``'s, stopped at a call instruction instead of a ``raise``)."""
+    target = _underlying(fn)
+    code = getattr(target, "__code__", None) or getattr(
+        getattr(type(target), "__call__", None), "__code__", None)
     tb = err.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return code is not None and tb is not None and tb.tb_frame.f_code is code
+    if code is None or tb is None or tb.tb_frame.f_code is not code:
+        return False
+    return any(ins.offset == tb.tb_lasti and ins.opname == "RAISE_VARARGS"
+               for ins in dis.get_instructions(code))
 
 
 def solution(name: str) -> Callable:
