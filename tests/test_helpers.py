@@ -125,6 +125,24 @@ def test_training_learns_and_is_deterministic():
     assert np.mean(runs[0].loss[-20:]) < np.mean(runs[0].loss[:20])
 
 
+def test_a_longer_run_starts_as_the_shorter_one_and_probes_change_nothing():
+    # chapter 01 reads its 400-step sweep entries off longer seed-0 runs, some of them probed
+    d = data.load_mnist(image_size=7)
+    batch = (d.X_train[:60], d.y_train[:60])
+
+    def history(steps, on_step=None):
+        training.set_seed(0)
+        return training.train(models.mlp((49, 32, 10), norm="bn"), d, steps=steps, lr=0.5,
+                              seed=0, eval_every=50, on_step=on_step)
+    short = history(100)
+    probed = history(150, on_step=lambda step, m: probes.landscape_probe(m, *batch, lr=0.5))
+    assert probed.loss[:100] == short.loss
+    assert probed.acc_at(100) == short.final_acc == short.acc_at(100)
+    assert probed.acc_at(150) == probed.final_acc
+    with pytest.raises(ValueError, match=r"no test accuracy after step 120: .*\[50, 100, 150\]"):
+        probed.acc_at(120)
+
+
 def test_diverging_run_stops_and_is_recorded():
     d = data.load_mnist(image_size=7)
     training.set_seed(0)

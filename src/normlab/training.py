@@ -182,6 +182,13 @@ class History:
     def final_acc(self) -> float:
         return self.test_acc[-1] if self.test_acc else float("nan")
 
+    def acc_at(self, step: int) -> float:
+        """The test accuracy measured after ``step`` steps (an evaluation step of this run)."""
+        if step not in self.eval_steps:
+            raise ValueError(f"no test accuracy after step {step}: this run evaluated after "
+                             f"steps {self.eval_steps} (see train's eval_every)")
+        return self.test_acc[self.eval_steps.index(step)]
+
 
 def train(model: nn.Module, data, *, steps: int, lr: float, batch_size: int = 60,
           seed: int = 0, momentum: float = 0.0, weight_decay: float = 0.0,
